@@ -1,0 +1,22 @@
+"""Regularity Normalization (incremental-MDL normalization) for Stable-Baselines3.
+
+Importing the package registers its non-stationary gymnasium environments (see :mod:`sb3_regnorm.envs`), so
+``rl_zoo3 --gym-packages sb3_regnorm`` and subprocess workers find them.
+"""
+
+from sb3_regnorm.envs import NonStationaryLunarLander, ObservationShiftWrapper, minigrid_image_env, register_envs
+from sb3_regnorm.layers import VARIANTS, RegularityNorm, find_regularity_norms
+from sb3_regnorm.version import __version__
+
+register_envs()
+
+__all__ = [
+    "VARIANTS",
+    "NonStationaryLunarLander",
+    "ObservationShiftWrapper",
+    "RegularityNorm",
+    "__version__",
+    "find_regularity_norms",
+    "minigrid_image_env",
+    "register_envs",
+]
