@@ -5,15 +5,25 @@ Importing the package registers its non-stationary gymnasium environments (see :
 """
 
 from sb3_regnorm.envs import NonStationaryLunarLander, ObservationShiftWrapper, minigrid_image_env, register_envs
+from sb3_regnorm.extractors import MinigridCNN, RNMlpExtractor
 from sb3_regnorm.layers import VARIANTS, RegularityNorm, find_regularity_norms
+from sb3_regnorm.nets import NORMS
+from sb3_regnorm.policies import RNActorCriticCnnPolicy, RNActorCriticPolicy, RNDQNCnnPolicy, RNDQNPolicy
 from sb3_regnorm.version import __version__
 
 register_envs()
 
 __all__ = [
+    "NORMS",
     "VARIANTS",
+    "MinigridCNN",
     "NonStationaryLunarLander",
     "ObservationShiftWrapper",
+    "RNActorCriticCnnPolicy",
+    "RNActorCriticPolicy",
+    "RNDQNCnnPolicy",
+    "RNDQNPolicy",
+    "RNMlpExtractor",
     "RegularityNorm",
     "__version__",
     "find_regularity_norms",

@@ -29,6 +29,7 @@ __all__ = ["VARIANTS", "RegularityNorm", "find_regularity_norms"]
 
 VARIANTS: Final = ("rn", "rln")
 _HALF_LOG_2PI: Final = 0.5 * math.log(2.0 * math.pi)
+_OVERFLOW_CHECK_GAIN: Final = 1e4  # below this, float32 outputs of float32 inputs cannot overflow in practice
 
 
 def _softplus(a: float) -> float:
@@ -107,7 +108,14 @@ class RegularityNorm(nn.Module):
         detach_gain: treat the gain as a data-dependent constant in backward (no gradient through the code length).
         eval_size_correction: in eval, shift ``S`` by ``log(k_ref / k)`` (``k`` elements per code length, ``k_ref`` the
             running mean of training's) so that the eval gain does not depend on the batch size (paper E3).
+        max_gain: cap on the applied gain (off by default). The code length is unbounded: when a layer's running
+            variance collapses (e.g. many stacked RN layers whose first gains are ~0) an ordinary batch can get a gain
+            of 1e30 or more. Capped gains pass no gradient through the code length; COMP and the logged code length
+            are unaffected.
         eps: floor on sigma, so constant batches and single elements stay finite.
+
+    An output that overflows its dtype raises ``FloatingPointError`` (with the gain and variance involved) instead of
+    returning inf, and in training leaves the running state unchanged.
 
     Train mode (faithful by default): merge the batch into the running Gaussian (first batch: its own mean and
     unbiased variance), score it, ``L = softplus(COMP_prev - S)``, ``y = L * x``, then write the detached state. The
@@ -139,6 +147,7 @@ class RegularityNorm(nn.Module):
         exact_var: bool = False,
         detach_gain: bool = False,
         eval_size_correction: bool = True,
+        max_gain: float | None = None,
         eps: float = 1e-5,
         device: torch.device | str | None = None,
     ) -> None:
@@ -149,6 +158,8 @@ class RegularityNorm(nn.Module):
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
         if momentum is not None and not 0.0 < momentum < 1.0:
             raise ValueError(f"momentum must be None or in (0, 1), got {momentum!r}")
+        if max_gain is not None and not max_gain > 0.0:
+            raise ValueError(f"max_gain must be None or > 0, got {max_gain!r}")
         if not eps > 0.0:
             raise ValueError(f"eps must be > 0, got {eps!r}")
         self.num_features = num_features
@@ -158,6 +169,7 @@ class RegularityNorm(nn.Module):
         self.exact_var = exact_var
         self.detach_gain = detach_gain
         self.eval_size_correction = eval_size_correction
+        self.max_gain = max_gain
         self.eps = eps
         comp_shape = (num_features,) if variant == "rln" else ()
         f64 = {"dtype": torch.float64, "device": device}
@@ -214,6 +226,8 @@ class RegularityNorm(nn.Module):
             parts.append("detach_gain=True")
         if not self.eval_size_correction:
             parts.append("eval_size_correction=False")
+        if self.max_gain is not None:
+            parts.append(f"max_gain={self.max_gain}")
         parts.append(f"eps={self.eps}")
         return ", ".join(parts)
 
@@ -343,20 +357,58 @@ class RegularityNorm(nn.Module):
                 "RegularityNorm statistics overflowed (activations too large for the running Gaussian); "
                 "its running statistics were left unchanged"
             )
+        y = self._rescale_train(x, gain, sens, centred, density, total, merged, batch_mean, var)
         self._write_state(merged, new_comp, n if dims is None else n // self.num_features)
         self._transient.last_code_length = gain
+        return y
+
+    def _rescale_train(
+        self,
+        x: Tensor,
+        gain: float | Tensor,
+        sens: float | Tensor,
+        centred: Tensor,
+        density: Tensor,
+        total: float | Tensor,
+        merged: _Merged,
+        batch_mean: float,
+        var: float,
+    ) -> Tensor:
+        """``gain * x`` with the code length's gradient through the current batch (unless detached or capped)."""
         if not self.rescale:
             return x
+        gain, sens = self._cap(gain, sens)
         gain_b = self._broadcast(gain, x)
-        sens = self._broadcast(sens, x)
         if self.detach_gain or not (x.requires_grad and torch.is_grad_enabled()):
-            return x * gain_b
-        clamped = merged.var < eps_sq
+            return self._check_overflow(x * gain_b, gain, var)
+        clamped = merged.var < self.eps * self.eps
         var_slope = 0.0 if clamped else merged.var_slope
         # dvar/dx_i = var_slope * (x_i - batch_mean) + var_shift = var_slope * centred_i + var_const
         var_const = 0.0 if clamped else var_slope * (merged.mean - batch_mean) + merged.var_shift
-        slope = self._code_length_slope(x, sens, centred, density, total, var, merged.mean_slope, var_slope, var_const)
-        return x * (gain_b + (slope - slope.detach()))
+        sens_b = self._broadcast(sens, x)
+        slope = self._code_length_slope(x, sens_b, centred, density, total, var, merged.mean_slope, var_slope, var_const)
+        return self._check_overflow(x * (gain_b + (slope - slope.detach())), gain, var)
+
+    def _cap(self, gain: float | Tensor, sens: float | Tensor) -> tuple[float | Tensor, float | Tensor]:
+        """Apply ``max_gain``: a capped gain is a constant, so its slope is zero."""
+        if self.max_gain is None:
+            return gain, sens
+        if isinstance(gain, Tensor):
+            over = gain > self.max_gain
+            capped_sens = torch.where(over, torch.zeros_like(sens), sens) if isinstance(sens, Tensor) else sens
+            return gain.clamp(max=self.max_gain), capped_sens
+        return (self.max_gain, 0.0) if gain > self.max_gain else (gain, sens)
+
+    def _check_overflow(self, y: Tensor, gain: float | Tensor, var: float) -> Tensor:
+        """Raise instead of returning inf; only large gains pay for the check."""
+        largest = float(gain.max()) if isinstance(gain, Tensor) else gain
+        if largest > _OVERFLOW_CHECK_GAIN and not bool(torch.isfinite(y).all()):
+            raise FloatingPointError(
+                f"RegularityNorm output overflowed {y.dtype}: gain {largest:.3g} with running variance {var:.3g}. The "
+                "layer's statistics have collapsed (common when many RN layers are stacked: their first gains are ~0); "
+                "set max_gain or momentum, or use fewer RN layers"
+            )
+        return y
 
     def _code_length_slope(
         self,
@@ -440,7 +492,8 @@ class RegularityNorm(nn.Module):
         self._transient.last_code_length = gain
         if not self.rescale:
             return x
-        return x * self._broadcast(gain, x)
+        gain, _ = self._cap(gain, 0.0)
+        return self._check_overflow(x * self._broadcast(gain, x), gain, var)
 
 
 class _Transient:

@@ -1,0 +1,209 @@
+"""SB3 policies with RN (or LayerNorm) in their hidden layers: PPO/A2C actor-critic and DQN.
+
+``norm`` is one of :data:`sb3_regnorm.nets.NORMS`; ``norm_kwargs`` go to every :class:`RegularityNorm`. Norms sit
+after each hidden Linear and before its activation, never on the action, value or Q output layer.
+
+Train/eval follows SB3: rollouts, ``predict()`` and evaluation run in eval mode and never write RN buffers; only
+gradient steps (``train()``) update them. The DQN target network stays in eval mode; SB3 hard-copies every
+``running_*`` buffer from the online network at each target update, so the target's RN statistics and COMP follow the
+online network in step with its weights (see :class:`RNDQNPolicy`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, MlpExtractor
+from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.utils import get_device
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
+from torch import nn
+
+from sb3_regnorm.extractors import MinigridCNN
+from sb3_regnorm.nets import build_mlp, check_norm
+
+__all__ = [
+    "NormMlpExtractor",
+    "RNActorCriticCnnPolicy",
+    "RNActorCriticPolicy",
+    "RNDQNCnnPolicy",
+    "RNDQNPolicy",
+    "RNQNetwork",
+]
+
+_AC_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+def _check_observation_space(observation_space: spaces.Space, features_extractor_class: type, owner: str) -> None:
+    """Dict/Tuple observations need a features extractor that understands them (SB3's CombinedExtractor or yours)."""
+    if isinstance(observation_space, spaces.Dict | spaces.Tuple) and features_extractor_class.__name__ in (
+        "FlattenExtractor",
+        "RNMlpExtractor",
+        "MinigridCNN",
+    ):
+        raise ValueError(
+            f"{owner} cannot flatten a {type(observation_space).__name__} observation space with "
+            f"{features_extractor_class.__name__}; pass features_extractor_class=CombinedExtractor, or wrap MiniGrid "
+            "environments with ImgObsWrapper"
+        )
+
+
+class NormMlpExtractor(MlpExtractor):
+    """SB3's ``MlpExtractor`` (separate policy and value MLPs) with a norm after every hidden Linear."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        net_arch: list[int] | dict[str, list[int]],
+        activation_fn: type[nn.Module],
+        device: str = "auto",
+        norm: str = "rn",
+        norm_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        nn.Module.__init__(self)  # MlpExtractor.__init__ would build the plain networks only to throw them away
+        pi_arch = net_arch.get("pi", []) if isinstance(net_arch, dict) else net_arch
+        vf_arch = net_arch.get("vf", []) if isinstance(net_arch, dict) else net_arch
+        device = get_device(device)
+        self.policy_net = build_mlp(feature_dim, pi_arch, activation_fn, norm, norm_kwargs).to(device)
+        self.value_net = build_mlp(feature_dim, vf_arch, activation_fn, norm, norm_kwargs).to(device)
+        self.latent_dim_pi = pi_arch[-1] if pi_arch else feature_dim
+        self.latent_dim_vf = vf_arch[-1] if vf_arch else feature_dim
+
+
+class RNActorCriticPolicy(ActorCriticPolicy):
+    """``ActorCriticPolicy`` for PPO and A2C with ``norm`` in the policy and value MLPs.
+
+    Accepts every ``ActorCriticPolicy`` argument plus ``norm`` (default ``"rn"``) and ``norm_kwargs``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        *args: Any,
+        norm: str = "rn",
+        norm_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(action_space, _AC_ACTION_SPACES):
+            raise ValueError(
+                f"{type(self).__name__} supports Box, Discrete, MultiDiscrete and MultiBinary action spaces, "
+                f"got {action_space}"
+            )
+        features_extractor_class = kwargs.get("features_extractor_class", self._default_features_extractor())
+        _check_observation_space(observation_space, features_extractor_class, type(self).__name__)
+        # Set before super().__init__, which calls _build_mlp_extractor.
+        self.norm = norm
+        self.norm_kwargs = check_norm(norm, norm_kwargs)
+        kwargs = self._with_extractor_defaults(kwargs)
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    def _default_features_extractor(self) -> type[BaseFeaturesExtractor]:
+        return FlattenExtractor
+
+    def _with_extractor_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return kwargs
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = NormMlpExtractor(
+            self.features_dim, self.net_arch, self.activation_fn, self.device, self.norm, self.norm_kwargs
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs, share_features_extractor=self.share_features_extractor)
+        return data
+
+
+class RNActorCriticCnnPolicy(RNActorCriticPolicy):
+    """:class:`RNActorCriticPolicy` whose default features extractor is :class:`MinigridCNN`.
+
+    As in the reference MiniGrid agent, ``norm`` goes into the actor and critic heads and the conv trunk has none:
+    stacking many RN layers multiplies their near-zero first gains and collapses the deeper layers' statistics. Pass
+    ``features_extractor_kwargs=dict(norm="rn")`` to put RN into the CNN as well.
+    """
+
+    def _default_features_extractor(self) -> type[BaseFeaturesExtractor]:
+        return MinigridCNN
+
+    def _with_extractor_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"features_extractor_class": MinigridCNN, **kwargs}
+
+
+class RNQNetwork(QNetwork):
+    """SB3's ``QNetwork`` with ``norm`` after each hidden Linear of the Q MLP."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        norm: str = "rn",
+        norm_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space, action_space, features_extractor, features_dim, net_arch, activation_fn, normalize_images
+        )
+        self.norm = norm
+        self.norm_kwargs = check_norm(norm, norm_kwargs)
+        self.q_net = build_mlp(features_dim, self.net_arch, activation_fn, norm, norm_kwargs, output_dim=int(action_space.n))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs)
+        return data
+
+
+class RNDQNPolicy(DQNPolicy):
+    """``DQNPolicy`` whose online and target Q-networks have ``norm`` in their hidden layers.
+
+    Target semantics: the target network is built as a copy of the online one (weights and RN buffers), stays in eval
+    mode (so its own forwards never write RN buffers), and at each target update SB3's DQN polyak-updates the weights
+    with ``tau`` and hard-copies every ``running_*`` buffer, i.e. the RN mean, variance, count, COMP, update count and
+    reference size. Between updates the target keeps the statistics of its last sync, like its weights.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        *args: Any,
+        norm: str = "rn",
+        norm_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"{type(self).__name__} (DQN) needs a Discrete action space, got {action_space}")
+        features_extractor_class = kwargs.get("features_extractor_class", self._default_features_extractor())
+        _check_observation_space(observation_space, features_extractor_class, type(self).__name__)
+        self.norm = norm
+        self.norm_kwargs = check_norm(norm, norm_kwargs)
+        kwargs = self._with_extractor_defaults(kwargs)
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    _default_features_extractor = RNActorCriticPolicy._default_features_extractor
+    _with_extractor_defaults = RNActorCriticPolicy._with_extractor_defaults
+
+    def make_q_net(self) -> RNQNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return RNQNetwork(**net_args, norm=self.norm, norm_kwargs=self.norm_kwargs).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs)
+        return data
+
+
+class RNDQNCnnPolicy(RNDQNPolicy):
+    """:class:`RNDQNPolicy` whose default features extractor is :class:`MinigridCNN` (RN in the Q head only)."""
+
+    _default_features_extractor = RNActorCriticCnnPolicy._default_features_extractor
+    _with_extractor_defaults = RNActorCriticCnnPolicy._with_extractor_defaults
