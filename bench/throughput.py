@@ -1,0 +1,151 @@
+"""Throughput of RN against the same network without it: paired, alternating runs in one process.
+
+Run: ``python bench/throughput.py [--rounds 5] [--configs ppo_lunar a2c_lunar dqn_lunar ppo_minigrid]
+[--norms none rn] [--out logs/benchmarks/throughput.json]``.
+
+Every round trains each norm once per config from scratch (same seed, same hyperparameters, the policy classes of
+``sb3_regnorm`` with ``norm=...``), alternating the order between rounds so machine drift hits both alike. FPS is
+env steps per second of wall time inside ``learn()``. Reported: median FPS per norm and the median of the per-round
+ratios ``FPS(norm) / FPS(none)``. Results are written after every run, so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import stable_baselines3
+import torch
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+
+import sb3_regnorm
+from sb3_regnorm import RNActorCriticCnnPolicy, RNActorCriticPolicy, RNDQNPolicy, minigrid_image_env
+
+TARGETS = {"ppo_lunar": 0.95, "a2c_lunar": 0.85, "dqn_lunar": 0.90, "ppo_minigrid": 0.95}
+
+
+def _ppo_lunar(norm: str) -> BaseAlgorithm:
+    env = make_vec_env("LunarLander-v3", n_envs=8, seed=0)
+    return PPO(RNActorCriticPolicy, env, n_steps=1024, batch_size=64, n_epochs=4, gae_lambda=0.98, gamma=0.999,
+               ent_coef=0.01, policy_kwargs={"norm": norm}, seed=0)  # fmt: skip
+
+
+def _a2c_lunar(norm: str) -> BaseAlgorithm:
+    env = make_vec_env("LunarLander-v3", n_envs=8, seed=0)
+    return A2C(RNActorCriticPolicy, env, n_steps=5, gamma=0.995, learning_rate=0.00083, ent_coef=1e-5,
+               policy_kwargs={"norm": norm}, seed=0)  # fmt: skip
+
+
+def _dqn_lunar(norm: str) -> BaseAlgorithm:
+    env = gym.make("LunarLander-v3")
+    return DQN(RNDQNPolicy, env, learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0,
+               gamma=0.99, target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
+               exploration_final_eps=0.1, policy_kwargs={"norm": norm, "net_arch": [256, 256]}, seed=0)  # fmt: skip
+
+
+def _ppo_minigrid(norm: str) -> BaseAlgorithm:
+    env = make_vec_env(minigrid_image_env, n_envs=8, seed=0, env_kwargs={"env_id": "MiniGrid-DoorKey-5x5-v0"})
+    return PPO(RNActorCriticCnnPolicy, env, n_steps=128, batch_size=64, n_epochs=10, gae_lambda=0.95, gamma=0.99,
+               ent_coef=0.0, learning_rate=2.5e-4, policy_kwargs={"norm": norm}, seed=0)  # fmt: skip
+
+
+CONFIGS: dict[str, tuple[Callable[[str], BaseAlgorithm], int, str]] = {
+    "ppo_lunar": (_ppo_lunar, 3 * 8192, "PPO LunarLander-v3, 8 envs, zoo hp (n_steps 1024, batch 64, 4 epochs), 64x64 tanh"),
+    "a2c_lunar": (_a2c_lunar, 20_000, "A2C LunarLander-v3, 8 envs, zoo hp (n_steps 5, RMSprop), 64x64 tanh"),
+    "dqn_lunar": (_dqn_lunar, 3_000, "DQN LunarLander-v3, zoo hp (batch 128, train_freq 4, gradient_steps -1), 256x256"),
+    "ppo_minigrid": (_ppo_minigrid, 8 * 128 * 8, "PPO MiniGrid-DoorKey-5x5 ImgObs + MinigridCNN, 8 envs, zoo hp"),
+}
+
+
+def run_once(config: str, norm: str) -> float:
+    factory, steps, _ = CONFIGS[config]
+    model = factory(norm)
+    start = time.perf_counter()
+    model.learn(steps)
+    return model.num_timesteps / (time.perf_counter() - start)
+
+
+def summarise(fps: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for config, by_norm in fps.items():
+        base = by_norm.get("none", [])
+        row: dict[str, Any] = {"median_fps": {n: statistics.median(v) for n, v in by_norm.items() if v}}
+        for norm, values in by_norm.items():
+            pairs = list(zip(values, base, strict=False))
+            if norm != "none" and pairs:
+                ratios = [a / b for a, b in pairs]
+                row[f"{norm}/none"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+        table[config] = row
+    return table
+
+
+def print_table(table: dict[str, Any], norms: list[str]) -> None:
+    print(
+        "| config | "
+        + " | ".join(f"{n} FPS" for n in norms)
+        + " | "
+        + " | ".join(f"{n}/none" for n in norms[1:])
+        + " | target |"
+    )
+    print("|" + "---|" * (2 + 2 * len(norms)))
+    for config, row in table.items():
+        fps = [f"{row['median_fps'].get(n, float('nan')):.0f}" for n in norms]
+        ratios = [
+            f"{row[f'{n}/none']['median']:.3f} ({row[f'{n}/none']['min']:.2f}-{row[f'{n}/none']['max']:.2f})"
+            if f"{n}/none" in row
+            else "-"
+            for n in norms[1:]
+        ]
+        print(f"| {config} | " + " | ".join(fps + ratios) + f" | {TARGETS[config]} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--norms", nargs="+", default=["none", "rn"])
+    parser.add_argument("--out", type=Path, default=Path("logs/benchmarks/throughput.json"))
+    args = parser.parse_args()
+    if args.norms[0] != "none":
+        parser.error("the first norm must be 'none' (the baseline of the ratios)")
+    torch.set_num_threads(1)
+    meta = {
+        "command": "python bench/throughput.py --rounds {} --configs {} --norms {}".format(
+            args.rounds, " ".join(args.configs), " ".join(args.norms)
+        ),
+        "configs": {c: CONFIGS[c][2] + f"; {CONFIGS[c][1]} steps per run" for c in args.configs},
+        "versions": {
+            "sb3_regnorm": sb3_regnorm.__version__,
+            "stable_baselines3": stable_baselines3.__version__,
+            "torch": torch.__version__,
+            "gymnasium": gym.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread, CPU",
+        "targets": TARGETS,
+    }
+    fps: dict[str, dict[str, list[float]]] = {c: {n: [] for n in args.norms} for c in args.configs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for round_index in range(args.rounds):
+        for config in args.configs:
+            order = args.norms if round_index % 2 == 0 else list(reversed(args.norms))
+            for norm in order:
+                value = run_once(config, norm)
+                fps[config][norm].append(value)
+                print(f"round {round_index} {config} {norm}: {value:.0f} FPS", flush=True)
+                args.out.write_text(json.dumps({"meta": meta, "fps": fps, "summary": summarise(fps)}, indent=2) + "\n")
+    print_table(summarise(fps), args.norms)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
