@@ -31,31 +31,43 @@ import sb3_regnorm
 from sb3_regnorm import RNActorCriticCnnPolicy, RNActorCriticPolicy, RNDQNPolicy, minigrid_image_env
 
 TARGETS = {"ppo_lunar": 0.95, "a2c_lunar": 0.85, "dqn_lunar": 0.90, "ppo_minigrid": 0.95}
+ARMS: dict[str, dict[str, Any]] = {
+    "none": {"norm": "none"},
+    "ln": {"norm": "ln"},
+    "rn": {"norm": "rn"},
+    "rln": {"norm": "rln"},
+    "rnln": {"norm": "rnln"},
+    "rn_frozen": {"norm": "rn", "norm_kwargs": {"eval_gain": "frozen"}},  # eval gain without scoring the batch
+}
+
+
+def policy_kwargs(arm: str, **extra: Any) -> dict[str, Any]:
+    return {**ARMS[arm], **extra}
 
 
 def _ppo_lunar(norm: str) -> BaseAlgorithm:
     env = make_vec_env("LunarLander-v3", n_envs=8, seed=0)
     return PPO(RNActorCriticPolicy, env, n_steps=1024, batch_size=64, n_epochs=4, gae_lambda=0.98, gamma=0.999,
-               ent_coef=0.01, policy_kwargs={"norm": norm}, seed=0)  # fmt: skip
+               ent_coef=0.01, policy_kwargs=policy_kwargs(norm), seed=0)  # fmt: skip
 
 
 def _a2c_lunar(norm: str) -> BaseAlgorithm:
     env = make_vec_env("LunarLander-v3", n_envs=8, seed=0)
     return A2C(RNActorCriticPolicy, env, n_steps=5, gamma=0.995, learning_rate=0.00083, ent_coef=1e-5,
-               policy_kwargs={"norm": norm}, seed=0)  # fmt: skip
+               policy_kwargs=policy_kwargs(norm), seed=0)  # fmt: skip
 
 
 def _dqn_lunar(norm: str) -> BaseAlgorithm:
     env = gym.make("LunarLander-v3")
     return DQN(RNDQNPolicy, env, learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0,
                gamma=0.99, target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
-               exploration_final_eps=0.1, policy_kwargs={"norm": norm, "net_arch": [256, 256]}, seed=0)  # fmt: skip
+               exploration_final_eps=0.1, policy_kwargs=policy_kwargs(norm, net_arch=[256, 256]), seed=0)  # fmt: skip
 
 
 def _ppo_minigrid(norm: str) -> BaseAlgorithm:
     env = make_vec_env(minigrid_image_env, n_envs=8, seed=0, env_kwargs={"env_id": "MiniGrid-DoorKey-5x5-v0"})
     return PPO(RNActorCriticCnnPolicy, env, n_steps=128, batch_size=64, n_epochs=10, gae_lambda=0.95, gamma=0.99,
-               ent_coef=0.0, learning_rate=2.5e-4, policy_kwargs={"norm": norm}, seed=0)  # fmt: skip
+               ent_coef=0.0, learning_rate=2.5e-4, policy_kwargs=policy_kwargs(norm), seed=0)  # fmt: skip
 
 
 CONFIGS: dict[str, tuple[Callable[[str], BaseAlgorithm], int, str]] = {
@@ -112,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--norms", nargs="+", default=["none", "rn"])
+    parser.add_argument("--norms", nargs="+", default=["none", "rn"], choices=list(ARMS))
     parser.add_argument("--out", type=Path, default=Path("logs/benchmarks/throughput.json"))
     args = parser.parse_args()
     if args.norms[0] != "none":

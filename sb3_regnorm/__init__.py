@@ -4,6 +4,7 @@ Importing the package registers its non-stationary gymnasium environments (see :
 ``rl_zoo3 --gym-packages sb3_regnorm`` and subprocess workers find them.
 """
 
+from sb3_regnorm.callbacks import RegularityCallback
 from sb3_regnorm.envs import NonStationaryLunarLander, ObservationShiftWrapper, minigrid_image_env, register_envs
 from sb3_regnorm.extractors import MinigridCNN, RNMlpExtractor
 from sb3_regnorm.layers import VARIANTS, RegularityNorm, find_regularity_norms
@@ -24,6 +25,7 @@ __all__ = [
     "RNDQNCnnPolicy",
     "RNDQNPolicy",
     "RNMlpExtractor",
+    "RegularityCallback",
     "RegularityNorm",
     "__version__",
     "find_regularity_norms",

@@ -10,7 +10,7 @@ Tags (``<short>`` is the module path abbreviated by :func:`short_name`, e.g. ``m
     regnorm/<short>/code_length       mean over units of the training-time code length L_t
     regnorm/<short>/comp              mean over units of COMP_t (running_comp)
     regnorm/<short>/mean, .../std     running Gaussian (running_mean, sqrt(running_var))
-    regnorm/<short>/gain              gain applied to the output (L_t if rescale, 1.0 for probes)
+    regnorm/<short>/gain              mean gain applied to the output (L_t capped at max_gain; 1.0 for probes)
     regnorm/<short>/code_length_hist  rln only: histogram of the per-unit code lengths
     diag/<short>/dormant_0.025, diag/<short>/dormant_0, diag/<short>/srank   every hidden activation layer
     diag/<short>/tanh_saturation (Tanh layers), diag/<short>/relu_zero (ReLU layers)
@@ -191,7 +191,10 @@ def _activation_metrics(h: Tensor, module: nn.Module) -> dict[str, float]:
 @contextlib.contextmanager
 def _frozen_rng(device: torch.device) -> Iterator[None]:
     """Restore the torch RNG afterwards, so a monitoring forward never changes what training samples."""
-    devices = [device.index or 0] if device.type == "cuda" else []
+    if device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    else:
+        devices = []
     with torch.random.fork_rng(devices=devices):
         yield
 
@@ -209,9 +212,10 @@ class RegularityCallback(BaseCallback):
       ``ceil(log_freq / n_steps)`` rollouts or so (A2C's ``n_steps=5``: every 200 rollouts).
     * Off-policy algorithms (DQN, SAC, ...): ``train()`` runs every ``train_freq`` steps inside learning, so values
       are logged at ``_on_step`` when ``n_calls % log_freq == 0``.
-    * At ``_on_training_end`` a last log is written if the current timestep was not logged yet (off-policy runs whose
-      length is not a multiple of ``log_freq``). On-policy runs do not log the final ``train()``: its step would
-      repeat the last rollout's.
+    * At ``_on_training_end`` a last log is written if the current timestep has not been logged yet (off-policy runs
+      whose length is not a multiple of ``log_freq``; on-policy runs whose last rollout did not log). So each tag's
+      steps are strictly increasing; the price is that an on-policy run whose last rollout logged does not log the
+      values of its final ``train()``.
     * Diagnostics run at ``_on_step`` when ``n_calls % diagnostics_freq == 0``, once the probe batch is full.
 
     Each log is written straight away at ``x = self.num_timesteps`` to every non-human output format (TensorBoard,
@@ -412,7 +416,9 @@ class RegularityCallback(BaseCallback):
             try:
                 with torch.no_grad():
                     probe(output.detach())
-            except (ValueError, FloatingPointError):  # non-finite activations: monitoring must never stop training
+            except (ValueError, FloatingPointError) as exc:  # non-finite activations: monitoring never stops training
+                if self._probe_errors == 0:
+                    warnings.warn(f"RegularityCallback: a probe skipped a batch ({exc})", stacklevel=2)
                 self._probe_errors += 1
 
         return hook
@@ -455,7 +461,7 @@ class RegularityCallback(BaseCallback):
             per_unit = per_unit[torch.isfinite(per_unit)]
             if per_unit.numel() > 0:
                 scalars["code_length"] = float(per_unit.mean())
-                scalars["gain"] = scalars["code_length"] if module.rescale else 1.0
+                scalars["gain"] = _applied_gain(module, per_unit)
                 if self.histograms and module.variant == "rln":
                     records = {f"{prefix}/code_length_hist": (per_unit, _ARRAY_EXCLUDE)}
                     records.update(_as_scalar_records({f"{prefix}/{k}": v for k, v in scalars.items()}))
@@ -494,6 +500,14 @@ class RegularityCallback(BaseCallback):
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _applied_gain(module: RegularityNorm, code_length: Tensor) -> float:
+    """Mean gain the layer multiplied its output by: the code length capped at ``max_gain``; 1 for a probe."""
+    if not module.rescale:
+        return 1.0
+    max_gain = getattr(module, "max_gain", None)
+    return float(code_length.clamp(max=max_gain).mean()) if max_gain is not None else float(code_length.mean())
 
 
 def _as_scalar_records(values: dict[str, float]) -> dict[str, _Record]:

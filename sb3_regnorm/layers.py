@@ -25,9 +25,10 @@ from typing import Final
 import torch
 from torch import Tensor, nn
 
-__all__ = ["VARIANTS", "RegularityNorm", "find_regularity_norms"]
+__all__ = ["EVAL_GAINS", "VARIANTS", "RegularityNorm", "find_regularity_norms"]
 
 VARIANTS: Final = ("rn", "rln")
+EVAL_GAINS: Final = ("batch", "frozen")
 _HALF_LOG_2PI: Final = 0.5 * math.log(2.0 * math.pi)
 _OVERFLOW_CHECK_GAIN: Final = 1e4  # below this, float32 outputs of float32 inputs cannot overflow in practice
 
@@ -106,6 +107,9 @@ class RegularityNorm(nn.Module):
         exact_var: merge variances with Chan's exact formula (adds the between-batch mean shift) instead of the
             reference's pooled within-batch formula.
         detach_gain: treat the gain as a data-dependent constant in backward (no gradient through the code length).
+        eval_gain: ``"batch"`` (default) scores each eval batch under the frozen Gaussian (irregular inputs get larger
+            gains while acting too); ``"frozen"`` applies the gain the last training batch's score implies,
+            ``softplus(COMP - S_last)``, without looking at the eval batch: one multiplication, for fast rollouts.
         eval_size_correction: in eval, shift ``S`` by ``log(k_ref / k)`` (``k`` elements per code length, ``k_ref`` the
             running mean of training's) so that the eval gain does not depend on the batch size (paper E3).
         max_gain: cap on the applied gain (off by default). The code length is unbounded: when a layer's running
@@ -136,6 +140,7 @@ class RegularityNorm(nn.Module):
     running_comp: Tensor
     running_updates: Tensor
     running_refsize: Tensor
+    running_score: Tensor
 
     def __init__(
         self,
@@ -146,6 +151,7 @@ class RegularityNorm(nn.Module):
         momentum: float | None = None,
         exact_var: bool = False,
         detach_gain: bool = False,
+        eval_gain: str = "batch",
         eval_size_correction: bool = True,
         max_gain: float | None = None,
         eps: float = 1e-5,
@@ -158,6 +164,8 @@ class RegularityNorm(nn.Module):
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
         if momentum is not None and not 0.0 < momentum < 1.0:
             raise ValueError(f"momentum must be None or in (0, 1), got {momentum!r}")
+        if eval_gain not in EVAL_GAINS:
+            raise ValueError(f"Unknown eval_gain {eval_gain!r}; expected one of {EVAL_GAINS}")
         if max_gain is not None and not max_gain > 0.0:
             raise ValueError(f"max_gain must be None or > 0, got {max_gain!r}")
         if not eps > 0.0:
@@ -168,6 +176,7 @@ class RegularityNorm(nn.Module):
         self.momentum = momentum
         self.exact_var = exact_var
         self.detach_gain = detach_gain
+        self.eval_gain = eval_gain
         self.eval_size_correction = eval_size_correction
         self.max_gain = max_gain
         self.eps = eps
@@ -180,6 +189,7 @@ class RegularityNorm(nn.Module):
         self.register_buffer("running_comp", torch.zeros(comp_shape, **f64))  # COMP after the last update
         self.register_buffer("running_updates", torch.zeros((), **f64))  # training updates so far
         self.register_buffer("running_refsize", torch.zeros((), **f64))  # mean elements per code length in training
+        self.register_buffer("running_score", torch.zeros(comp_shape, **f64))  # S of the last training batch
         # Per-forward values live on a plain object: nn.Module.__setattr__ costs microseconds per call.
         self._transient = _Transient()
 
@@ -192,6 +202,7 @@ class RegularityNorm(nn.Module):
         self.running_comp.zero_()
         self.running_updates.zero_()
         self.running_refsize.zero_()
+        self.running_score.zero_()
         self._transient.last_code_length = math.nan
 
     @property
@@ -224,6 +235,8 @@ class RegularityNorm(nn.Module):
             parts.append("exact_var=True")
         if self.detach_gain:
             parts.append("detach_gain=True")
+        if self.eval_gain != "batch":
+            parts.append(f"eval_gain={self.eval_gain!r}")
         if not self.eval_size_correction:
             parts.append("eval_size_correction=False")
         if self.max_gain is not None:
@@ -358,7 +371,7 @@ class RegularityNorm(nn.Module):
                 "its running statistics were left unchanged"
             )
         y = self._rescale_train(x, gain, sens, centred, density, total, merged, batch_mean, var)
-        self._write_state(merged, new_comp, n if dims is None else n // self.num_features)
+        self._write_state(merged, score, new_comp, n if dims is None else n // self.num_features)
         self._transient.last_code_length = gain
         return y
 
@@ -459,7 +472,7 @@ class RegularityNorm(nn.Module):
             return value.to(x.dtype).reshape((1, self.num_features) + (1,) * (x.dim() - 2))
         return value
 
-    def _write_state(self, merged: _Merged, new_comp: float | Tensor, group_size: int) -> None:
+    def _write_state(self, merged: _Merged, score: float | Tensor, new_comp: float | Tensor, group_size: int) -> None:
         updates = self.running_updates.item()
         refsize = self.running_refsize.item()
         if updates == 0:
@@ -473,8 +486,10 @@ class RegularityNorm(nn.Module):
         self.running_count.fill_(merged.count)
         if isinstance(new_comp, Tensor):
             self.running_comp.copy_(new_comp)
+            self.running_score.copy_(score)
         else:
             self.running_comp.fill_(new_comp)
+            self.running_score.fill_(score)
         self.running_updates.add_(1.0)
         self.running_refsize.fill_(refsize)
 
@@ -482,12 +497,15 @@ class RegularityNorm(nn.Module):
         if self.running_updates.item() == 0:
             self._transient.last_code_length = math.nan
             return x
-        dims = self._group_dims(x)
         var = max(self.running_var.item(), self.eps * self.eps)
-        _, _, score = self._density(x.detach() - self.running_mean.item(), var, dims)
-        if self.eval_size_correction:
-            group_size = x.numel() if dims is None else x.numel() // self.num_features
-            score = score + math.log(self.running_refsize.item() / group_size)
+        if self.eval_gain == "frozen":
+            score: float | Tensor = self.running_score.item() if self.variant == "rn" else self.running_score
+        else:
+            dims = self._group_dims(x)
+            _, _, score = self._density(x.detach() - self.running_mean.item(), var, dims)
+            if self.eval_size_correction:
+                group_size = x.numel() if dims is None else x.numel() // self.num_features
+                score = score + math.log(self.running_refsize.item() / group_size)
         gain, _ = self._code_length(self._comp(), score)
         self._transient.last_code_length = gain
         if not self.rescale:

@@ -176,6 +176,8 @@ def plot_diagnostics(runs: Sequence[Run], out_file: str | os.PathLike[str], dpi:
         for col, run in enumerate(runs):
             ax = axes[row][col]
             _draw_lines(ax, run, run.tags("diag/", f"/{metric}"), ("diag/", f"/{metric}"))
+            if metric != "srank":  # fractions: keep 0 in view so flat lines read as "none"
+                ax.set_ylim(bottom=-0.01)
             if row == 0:
                 ax.set_title(run.label, fontsize="medium")
             if col == 0:

@@ -177,6 +177,27 @@ def test_eval_gain_does_not_depend_on_batch_size(variant: str) -> None:
     assert raw_gains[1] - raw_gains[64] > math.log(64) - 0.5  # the reference's shift, removed by the correction
 
 
+@pytest.mark.parametrize("variant", ["rn", "rln"])
+def test_frozen_eval_gain_ignores_the_batch_and_matches_the_last_training_score(variant: str) -> None:
+    layer = RegularityNorm(8, variant, eval_gain="frozen")
+    batches = drifting_batches(8, [32] * 4)
+    for x in batches:
+        layer(x)
+    expected = torch.logaddexp(layer.running_comp, layer.running_score) - layer.running_score
+    twin = RegularityNorm(8, variant)
+    twin.load_state_dict(layer.state_dict())
+    layer.eval(), twin.eval()
+    before = snapshot(layer)
+    for x in (torch.randn(3, 8, dtype=F64), torch.randn(50, 8, dtype=F64) * 10 + 4):
+        scale = expected.view(1, -1) if variant == "rln" else expected
+        torch.testing.assert_close(layer(x), scale * x)
+    twin(batches[-1])  # the batch-scored eval gain on the last training batch is the frozen one
+    torch.testing.assert_close(twin.last_code_length, expected, rtol=1e-6, atol=1e-6)
+    assert_same_state(before, snapshot(layer))
+    with pytest.raises(ValueError, match="Unknown eval_gain 'fast'"):
+        RegularityNorm(8, eval_gain="fast")
+
+
 # ---------------------------------------------------------------------------------------------- gradients
 @pytest.mark.parametrize(
     "kwargs,shape",
@@ -224,6 +245,7 @@ def test_buffers_are_float64_running_and_never_require_grad() -> None:
         "running_comp",
         "running_updates",
         "running_refsize",
+        "running_score",
     }
     assert all(b.dtype == F64 and not b.requires_grad and b.grad_fn is None for b in buffers.values())
     assert buffers["running_comp"].shape == (5,)

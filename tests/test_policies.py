@@ -117,7 +117,7 @@ def test_dqn_target_rn_state_follows_online_at_each_sync() -> None:
     model = make_model("dqn", "rnln", False, tau=0.0, target_update_interval=50)
     names = {name for name, _ in find_regularity_norms(model.policy.q_net)}
     synced = {k.split(".")[0] for k in model.policy.q_net.state_dict() if "running_" in k}
-    assert len(model.batch_norm_stats) == 6 * len(names) == len(model.batch_norm_stats_target)
+    assert len(model.batch_norm_stats) == 7 * len(names) == len(model.batch_norm_stats_target)
     assert synced == {"q_net"}
     initial_target = rn_buffers(model.policy.q_net_target)
     model.learn(400)
@@ -136,7 +136,7 @@ def test_dqn_target_rn_state_follows_online_at_each_sync() -> None:
     x = torch.randn(5, 16)
     for name, online in online_layers.items():
         target = target_layers[name]
-        for buffer in ("running_mean", "running_var", "running_count", "running_comp", "running_updates"):
+        for buffer in ("running_mean", "running_var", "running_count", "running_comp", "running_updates", "running_score"):
             assert torch.equal(getattr(online, buffer), getattr(target, buffer)), buffer
         online.eval()
         assert torch.equal(online(x), target(x))
