@@ -78,45 +78,65 @@ CONFIGS: dict[str, tuple[Callable[[str], BaseAlgorithm], int, str]] = {
 }
 
 
-def run_once(config: str, norm: str) -> float:
+def run_once(config: str, norm: str) -> tuple[float, float]:
+    """(env steps per second, seconds spent inside the environments' step) of one training run."""
     factory, steps, _ = CONFIGS[config]
     model = factory(norm)
+    env_seconds = _time_env_steps(model)
     start = time.perf_counter()
     model.learn(steps)
-    return model.num_timesteps / (time.perf_counter() - start)
+    return model.num_timesteps / (time.perf_counter() - start), env_seconds[0]
 
 
-def summarise(fps: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+def _time_env_steps(model: BaseAlgorithm) -> list[float]:
+    """Accumulate wall time inside ``VecEnv.step_wait``: LunarLander's Box2D cost depends on how the policy flies
+    (engine particles, contacts), so arms that act differently pay different env costs for the same network."""
+    vec_env = model.get_env()
+    assert vec_env is not None
+    spent = [0.0]
+    step_wait = vec_env.step_wait
+
+    def timed_step_wait() -> Any:
+        start = time.perf_counter()
+        result = step_wait()
+        spent[0] += time.perf_counter() - start
+        return result
+
+    vec_env.step_wait = timed_step_wait  # type: ignore[method-assign]
+    return spent
+
+
+def _ratio_stats(ratios: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def summarise(runs: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, Any]:
+    """Per config: median FPS per arm, the paired FPS ratio to ``none``, and the env-cost-equalised ratio.
+
+    The equalised ratio charges each arm ``none``'s env time of the same round plus its own agent time (wall time
+    outside ``step_wait``): the FPS ratio had both arms flown the same trajectories, i.e. the cost of the network.
+    """
     table: dict[str, Any] = {}
-    for config, by_norm in fps.items():
+    for config, by_norm in runs.items():
         base = by_norm.get("none", [])
-        row: dict[str, Any] = {"median_fps": {n: statistics.median(v) for n, v in by_norm.items() if v}}
+        row: dict[str, Any] = {"median_fps": {n: statistics.median(r["fps"] for r in v) for n, v in by_norm.items() if v}}
         for norm, values in by_norm.items():
             pairs = list(zip(values, base, strict=False))
-            if norm != "none" and pairs:
-                ratios = [a / b for a, b in pairs]
-                row[f"{norm}/none"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+            if norm == "none" or not pairs:
+                continue
+            row[f"{norm}/none"] = _ratio_stats([a["fps"] / b["fps"] for a, b in pairs])
+            row[f"{norm}/none equal-env"] = _ratio_stats([(b["wall"]) / (b["env"] + a["wall"] - a["env"]) for a, b in pairs])
         table[config] = row
     return table
 
 
 def print_table(table: dict[str, Any], norms: list[str]) -> None:
-    print(
-        "| config | "
-        + " | ".join(f"{n} FPS" for n in norms)
-        + " | "
-        + " | ".join(f"{n}/none" for n in norms[1:])
-        + " | target |"
-    )
-    print("|" + "---|" * (2 + 2 * len(norms)))
+    ratio_keys = [f"{n}/none" for n in norms[1:]] + [f"{n}/none equal-env" for n in norms[1:]]
+    print("| config | " + " | ".join(f"{n} FPS" for n in norms) + " | " + " | ".join(ratio_keys) + " | target |")
+    print("|" + "---|" * (2 + len(norms) + len(ratio_keys)))
     for config, row in table.items():
         fps = [f"{row['median_fps'].get(n, float('nan')):.0f}" for n in norms]
-        ratios = [
-            f"{row[f'{n}/none']['median']:.3f} ({row[f'{n}/none']['min']:.2f}-{row[f'{n}/none']['max']:.2f})"
-            if f"{n}/none" in row
-            else "-"
-            for n in norms[1:]
-        ]
+        ratios = [f"{row[k]['median']:.3f} ({row[k]['min']:.2f}-{row[k]['max']:.2f})" if k in row else "-" for k in ratio_keys]
         print(f"| {config} | " + " | ".join(fps + ratios) + f" | {TARGETS[config]} |")
 
 
@@ -145,17 +165,21 @@ def main() -> None:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread, CPU",
         "targets": TARGETS,
     }
-    fps: dict[str, dict[str, list[float]]] = {c: {n: [] for n in args.norms} for c in args.configs}
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {c: {n: [] for n in args.norms} for c in args.configs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for round_index in range(args.rounds):
         for config in args.configs:
             order = args.norms if round_index % 2 == 0 else list(reversed(args.norms))
             for norm in order:
-                value = run_once(config, norm)
-                fps[config][norm].append(value)
-                print(f"round {round_index} {config} {norm}: {value:.0f} FPS", flush=True)
-                args.out.write_text(json.dumps({"meta": meta, "fps": fps, "summary": summarise(fps)}, indent=2) + "\n")
-    print_table(summarise(fps), args.norms)
+                fps, env_seconds = run_once(config, norm)
+                steps = CONFIGS[config][1]
+                runs[config][norm].append({"fps": fps, "wall": steps / fps, "env": env_seconds})
+                print(
+                    f"round {round_index} {config} {norm}: {fps:.0f} FPS, env share {env_seconds * fps / steps:.2f}",
+                    flush=True,
+                )
+                args.out.write_text(json.dumps({"meta": meta, "runs": runs, "summary": summarise(runs)}, indent=2) + "\n")
+    print_table(summarise(runs), args.norms)
     print(f"wrote {args.out}")
 
 

@@ -99,7 +99,39 @@ def _as_float_param(value: Any, name: str, where: str) -> np.ndarray:
     return arr
 
 
-class ObservationShiftWrapper(gym.ObservationWrapper):
+class _LifetimeSchedule:
+    """A step counter over an env's lifetime (not reset by ``reset()``) that selects a phase every ``switch_every``."""
+
+    _switch_every: int
+    _total_steps: int
+    frozen: bool
+
+    def _init_schedule(self, switch_every: int) -> None:
+        self._switch_every = _check_switch_every(switch_every)
+        self._total_steps = 0
+        self.frozen = False
+
+    @property
+    def switch_every(self) -> int:
+        """Number of environment steps per phase."""
+        return self._switch_every
+
+    @property
+    def total_steps(self) -> int:
+        """Environment steps taken over the env's lifetime (across episodes)."""
+        return self._total_steps
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Move the schedule to ``total_steps`` (e.g. to sync an evaluation env with the training env)."""
+        self._total_steps = _check_total_steps(total_steps)
+
+    @property
+    def switches(self) -> int:
+        """Number of phase switches so far (``total_steps // switch_every``); the next step runs under it."""
+        return self._total_steps // self._switch_every
+
+
+class ObservationShiftWrapper(_LifetimeSchedule, gym.ObservationWrapper):
     """Apply a piecewise-constant affine shift ``obs * scale + offset`` to Box observations.
 
     Why: this is a pure input-distribution shift (dynamics and rewards unchanged), the non-stationarity RN is claimed to
@@ -134,15 +166,13 @@ class ObservationShiftWrapper(gym.ObservationWrapper):
         space = env.observation_space
         if not isinstance(space, spaces.Box):
             raise ValueError(f"ObservationShiftWrapper needs a Box observation space, got {type(space).__name__}: {space}")
-        self._switch_every = _check_switch_every(switch_every)
+        self._init_schedule(switch_every)
         self._shape = space.shape
         self._random = False
         self._rng: np.random.Generator | None = None
         self._pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self._scale_range = (1.0, 1.0)
         self._offset_range = (0.0, 0.0)
-        self._total_steps = 0
-        self.frozen = False
 
         if isinstance(schedule, str):
             if schedule == "cycle":
@@ -229,25 +259,6 @@ class ObservationShiftWrapper(gym.ObservationWrapper):
         return (np.asarray(x, dtype=np.float32) * scale.astype(np.float32) + offset.astype(np.float32)).astype(np.float32)
 
     # ------------------------------------------------------------------ schedule state
-    @property
-    def switch_every(self) -> int:
-        """Number of environment steps per phase."""
-        return self._switch_every
-
-    @property
-    def total_steps(self) -> int:
-        """Environment steps taken over the wrapper's lifetime (across episodes)."""
-        return self._total_steps
-
-    def set_total_steps(self, total_steps: int) -> None:
-        """Move the schedule to ``total_steps`` (e.g. to sync an evaluation env with the training env)."""
-        self._total_steps = _check_total_steps(total_steps)
-
-    @property
-    def switches(self) -> int:
-        """Number of phase switches so far (``total_steps // switch_every``); the next step runs under it."""
-        return self._total_steps // self._switch_every
-
     @property
     def phase(self) -> int:
         """Index of the current (scale, offset) in the schedule list; for ``"random"``, the draw number."""
@@ -347,7 +358,7 @@ def _validate_lander_phases(phases: Any) -> list[dict[str, Any]]:
     return out
 
 
-class NonStationaryLunarLander(gym.Wrapper):
+class NonStationaryLunarLander(_LifetimeSchedule, gym.Wrapper):
     """LunarLander whose gravity and wind change every ``switch_every`` steps (counted over the env's lifetime).
 
     Why: a dynamics (not just input) shift with a known schedule, to test whether RN helps an agent re-adapt.  ``phases``
@@ -370,10 +381,8 @@ class NonStationaryLunarLander(gym.Wrapper):
         if missing:
             raise ValueError(f"NonStationaryLunarLander needs a LunarLander env; {type(base).__name__} lacks {missing}")
         self._phases = _validate_lander_phases(phases)
-        self._switch_every = _check_switch_every(switch_every)
-        self._total_steps = 0
+        self._init_schedule(switch_every)
         self._applied: int | None = None
-        self.frozen = False
         self._apply(self.phase)
 
     @property
@@ -381,25 +390,10 @@ class NonStationaryLunarLander(gym.Wrapper):
         """The validated phase dicts (copies)."""
         return [dict(p) for p in self._phases]
 
-    @property
-    def switch_every(self) -> int:
-        """Number of environment steps per phase."""
-        return self._switch_every
-
-    @property
-    def total_steps(self) -> int:
-        """Environment steps taken over the env's lifetime (across episodes)."""
-        return self._total_steps
-
     def set_total_steps(self, total_steps: int) -> None:
         """Move the schedule to ``total_steps`` and apply that phase now (e.g. to sync an evaluation env)."""
-        self._total_steps = _check_total_steps(total_steps)
+        super().set_total_steps(total_steps)
         self._apply(self.phase)
-
-    @property
-    def switches(self) -> int:
-        """Number of phase switches so far (``total_steps // switch_every``); the next step runs under it."""
-        return self._total_steps // self._switch_every
 
     @property
     def phase(self) -> int:

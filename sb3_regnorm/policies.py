@@ -11,7 +11,7 @@ online network in step with its weights (see :class:`RNDQNPolicy`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -50,6 +50,24 @@ def _check_observation_space(observation_space: spaces.Space, features_extractor
         )
 
 
+class _NormOptions:
+    """What the RN policies share: validate ``norm``/``norm_kwargs`` and the spaces before SB3 builds anything."""
+
+    default_features_extractor: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
+    norm: str
+    norm_kwargs: dict[str, Any]
+
+    def _set_norm(
+        self, observation_space: spaces.Space, norm: str, norm_kwargs: dict[str, Any] | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Store the norm options (before ``super().__init__``, which builds the networks) and return the kwargs."""
+        kwargs = {"features_extractor_class": self.default_features_extractor, **kwargs}
+        _check_observation_space(observation_space, kwargs["features_extractor_class"], type(self).__name__)
+        self.norm = norm
+        self.norm_kwargs = check_norm(norm, norm_kwargs)
+        return kwargs
+
+
 class NormMlpExtractor(MlpExtractor):
     """SB3's ``MlpExtractor`` (separate policy and value MLPs) with a norm after every hidden Linear."""
 
@@ -72,7 +90,7 @@ class NormMlpExtractor(MlpExtractor):
         self.latent_dim_vf = vf_arch[-1] if vf_arch else feature_dim
 
 
-class RNActorCriticPolicy(ActorCriticPolicy):
+class RNActorCriticPolicy(_NormOptions, ActorCriticPolicy):
     """``ActorCriticPolicy`` for PPO and A2C with ``norm`` in the policy and value MLPs.
 
     Accepts every ``ActorCriticPolicy`` argument plus ``norm`` (default ``"rn"``) and ``norm_kwargs``.
@@ -93,19 +111,8 @@ class RNActorCriticPolicy(ActorCriticPolicy):
                 f"{type(self).__name__} supports Box, Discrete, MultiDiscrete and MultiBinary action spaces, "
                 f"got {action_space}"
             )
-        features_extractor_class = kwargs.get("features_extractor_class", self._default_features_extractor())
-        _check_observation_space(observation_space, features_extractor_class, type(self).__name__)
-        # Set before super().__init__, which calls _build_mlp_extractor.
-        self.norm = norm
-        self.norm_kwargs = check_norm(norm, norm_kwargs)
-        kwargs = self._with_extractor_defaults(kwargs)
+        kwargs = self._set_norm(observation_space, norm, norm_kwargs, kwargs)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
-
-    def _default_features_extractor(self) -> type[BaseFeaturesExtractor]:
-        return FlattenExtractor
-
-    def _with_extractor_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return kwargs
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = NormMlpExtractor(
@@ -126,11 +133,7 @@ class RNActorCriticCnnPolicy(RNActorCriticPolicy):
     ``features_extractor_kwargs=dict(norm="rn")`` to put RN into the CNN as well.
     """
 
-    def _default_features_extractor(self) -> type[BaseFeaturesExtractor]:
-        return MinigridCNN
-
-    def _with_extractor_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return {"features_extractor_class": MinigridCNN, **kwargs}
+    default_features_extractor = MinigridCNN
 
 
 class RNQNetwork(QNetwork):
@@ -161,7 +164,7 @@ class RNQNetwork(QNetwork):
         return data
 
 
-class RNDQNPolicy(DQNPolicy):
+class RNDQNPolicy(_NormOptions, DQNPolicy):
     """``DQNPolicy`` whose online and target Q-networks have ``norm`` in their hidden layers.
 
     Target semantics: the target network is built as a copy of the online one (weights and RN buffers), stays in eval
@@ -182,15 +185,8 @@ class RNDQNPolicy(DQNPolicy):
     ) -> None:
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"{type(self).__name__} (DQN) needs a Discrete action space, got {action_space}")
-        features_extractor_class = kwargs.get("features_extractor_class", self._default_features_extractor())
-        _check_observation_space(observation_space, features_extractor_class, type(self).__name__)
-        self.norm = norm
-        self.norm_kwargs = check_norm(norm, norm_kwargs)
-        kwargs = self._with_extractor_defaults(kwargs)
+        kwargs = self._set_norm(observation_space, norm, norm_kwargs, kwargs)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
-
-    _default_features_extractor = RNActorCriticPolicy._default_features_extractor
-    _with_extractor_defaults = RNActorCriticPolicy._with_extractor_defaults
 
     def make_q_net(self) -> RNQNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
@@ -205,5 +201,4 @@ class RNDQNPolicy(DQNPolicy):
 class RNDQNCnnPolicy(RNDQNPolicy):
     """:class:`RNDQNPolicy` whose default features extractor is :class:`MinigridCNN` (RN in the Q head only)."""
 
-    _default_features_extractor = RNActorCriticCnnPolicy._default_features_extractor
-    _with_extractor_defaults = RNActorCriticCnnPolicy._with_extractor_defaults
+    default_features_extractor = MinigridCNN
