@@ -30,6 +30,7 @@ __all__ = ["EVAL_GAINS", "VARIANTS", "RegularityNorm", "find_regularity_norms"]
 VARIANTS: Final = ("rn", "rln")
 EVAL_GAINS: Final = ("batch", "frozen")
 _HALF_LOG_2PI: Final = 0.5 * math.log(2.0 * math.pi)
+_MIN_DENSITY_SUM: Final = 1e-30  # below this a float32 sum of densities is near-subnormal: use the exact path
 _OVERFLOW_CHECK_GAIN: Final = 1e4  # below this, float32 outputs of float32 inputs cannot overflow in practice
 
 
@@ -61,6 +62,11 @@ class _Merged:
     var_shift: float
 
 
+def _merged_mean(count: float, mean: float, n: int, batch_mean: float) -> float:
+    """Mean of the running Gaussian after merging a batch (the batch's own mean for the first one)."""
+    return batch_mean if count <= 0.0 else (count * mean + n * batch_mean) / (count + n)
+
+
 def _merge_batch(
     count: float, mean: float, var: float, n: int, batch_mean: float, batch_var: float, exact_var: bool
 ) -> _Merged:
@@ -76,7 +82,7 @@ def _merge_batch(
             return _Merged(batch_mean, var, float(n), 1.0 / n, 0.0, 0.0)
         return _Merged(batch_mean, batch_var, float(n), 1.0 / n, 2.0 / (n - 1), 0.0)
     total = count + n
-    new_mean = (count * mean + n * batch_mean) / total
+    new_mean = _merged_mean(count, mean, n, batch_mean)
     weight_prev = max(count - 1.0, 0.0)
     weight_batch = float(n - 1) if has_var else 0.0
     sum_sq = weight_prev * var + weight_batch * (batch_var if has_var else 0.0)
@@ -303,19 +309,20 @@ class RegularityNorm(nn.Module):
     ) -> tuple[Tensor, float | Tensor, float | Tensor]:
         """Unnormalised Gaussian densities p_i = exp(-d_i^2 / 2var), their group sums, and S = log sum N(x_i).
 
-        ``log(sum(exp(.)))`` needs no max-shift because every exponent is <= 0; if every density underflows (all
-        elements astronomically far from the mean), it falls back to an exact float64 logsumexp.
+        ``log(sum(exp(.)))`` needs no max-shift because every exponent is <= 0; if a group's densities (nearly)
+        underflow (all its elements far from the mean), it falls back to an exact float64 logsumexp with normalised
+        weights.
         """
         sigma = math.sqrt(var)
         const = -math.log(sigma) - _HALF_LOG_2PI
         density = centred.square().mul_(-0.5 / var).exp_()
         if dims is None:
             total: float | Tensor = float(density.sum())
-            if total > 0.0 and math.isfinite(total):
+            if _MIN_DENSITY_SUM < total < math.inf:
                 return density, total, math.log(total) + const
         else:
             total = density.sum(dims, keepdim=True)
-            if bool((total > 0).all()):
+            if bool((total > _MIN_DENSITY_SUM).all()):
                 return density, total, total.reshape(-1).double().log() + const
         exponent = centred.double().square().mul_(-0.5 / var)
         if dims is None:
@@ -325,43 +332,46 @@ class RegularityNorm(nn.Module):
         ones = torch.ones_like(lse, dtype=centred.dtype)
         return (exponent - lse).exp_().to(centred.dtype), ones, lse.reshape(-1) + const
 
-    def _batch_moments(self, xd: Tensor, shift: float) -> tuple[Tensor, float, float]:
-        """(x - shift, batch mean, unbiased batch variance) from two reductions of the shifted input.
+    def _centre_batch(self, xd: Tensor, count: float, mean: float) -> tuple[Tensor, float, float, float]:
+        """(x - merged mean, batch mean, unbiased batch variance, merged mean) from two reductions.
 
-        Shifting by the running mean keeps the one-pass variance free of cancellation when the mean is large.
-        Raises if the input is not finite; the running state is untouched at that point.
+        The batch is centred on the mean it will have *after* merging (the Gaussian it is scored under), and the
+        variance recovered with the shift identity; the merged mean is close to the batch mean, so there is little
+        cancellation. Raises if the input is not finite; the running state is untouched at that point.
         """
         n = xd.numel()
-        shifted = xd - shift
-        flat = shifted.reshape(-1)
+        flat = xd.reshape(-1)
         s1 = float(flat.sum())
-        s2 = float(torch.dot(flat, flat)) if n > 1 else 0.0
-        if not (math.isfinite(s1) and math.isfinite(s2)):
+        if not math.isfinite(s1):
             if not bool(torch.isfinite(xd).all()):
                 raise ValueError(
                     "RegularityNorm received non-finite activations (NaN or inf) in training mode; "
                     "its running statistics were left unchanged"
                 )
-            flat = flat.double()  # finite input whose float32 sums overflowed
-            s1, s2 = float(flat.sum()), float(torch.dot(flat, flat))
-        mean = shift + s1 / n
-        var = max((s2 - s1 * s1 / n) / (n - 1), 0.0) if n > 1 else math.nan
-        return shifted, mean, var
+            s1 = float(flat.double().sum())  # finite input whose float32 sum overflowed
+        batch_mean = s1 / n
+        merged_mean = _merged_mean(count, mean, n, batch_mean)
+        centred = xd - merged_mean
+        if n < 2:
+            return centred, batch_mean, math.nan, merged_mean
+        flat_c = centred.reshape(-1)
+        s2 = float(torch.dot(flat_c, flat_c))
+        if not math.isfinite(s2):  # squares overflowed float32
+            flat_c = flat_c.double()
+            s2 = float(torch.dot(flat_c, flat_c))
+        batch_var = max((s2 - n * (batch_mean - merged_mean) ** 2) / (n - 1), 0.0)
+        return centred, batch_mean, batch_var, merged_mean
 
     def _train_forward(self, x: Tensor) -> Tensor:
         dims = self._group_dims(x)
         n = x.numel()
         eps_sq = self.eps * self.eps
         xd = x.detach()
-        count = self.running_count.item()
-        shift = self.running_mean.item() if count > 0 else float(xd.reshape(-1)[0])
-        shifted, batch_mean, batch_var = self._batch_moments(xd, shift)
-        decayed = count * math.exp(self._log_decay())
-        merged = _merge_batch(
-            decayed, self.running_mean.item(), self.running_var.item(), n, batch_mean, batch_var, self.exact_var
-        )
+        count = self.running_count.item() * math.exp(self._log_decay())
+        mean = self.running_mean.item()
+        centred, batch_mean, batch_var, _ = self._centre_batch(xd, count, mean)
+        merged = _merge_batch(count, mean, self.running_var.item(), n, batch_mean, batch_var, self.exact_var)
         var = max(merged.var, eps_sq)
-        centred = shifted.sub_(merged.mean - shift)
         density, total, score = self._density(centred, var, dims)
         gain, sens = self._code_length(self._comp(), score)
         new_comp = score + gain  # = logaddexp(COMP_prev, S)
