@@ -24,9 +24,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import CONFIGS  # noqa: E402
+from throughput import CONFIGS
 
-from sb3_regnorm import RegularityNorm, __version__  # noqa: E402
+from sb3_regnorm import RegularityNorm, __version__
 
 ARMS = ("none", "ln", "rn", "rn_frozen")
 

@@ -99,14 +99,14 @@ def main() -> None:
         + " | rn/ln | rln/ln | "
         + " | ".join(f"{n} eval us" for n in NORMS)
     )
-    print(header + " |")
-    print("|" + "---|" * (1 + 2 * len(NORMS) + 2))
+    lines = [header + " |", "|" + "---|" * (1 + 2 * len(NORMS) + 2)]
     for batch, row in results.items():
         train = [row[n]["train_us"] for n in NORMS]
         evals = [row[n]["eval_us"] for n in NORMS]
         ratios = [row["rn"]["train_us"] / row["ln"]["train_us"], row["rln"]["train_us"] / row["ln"]["train_us"]]
         cells = [f"{v:.1f}" for v in train] + [f"{r:.2f}" for r in ratios] + [f"{v:.1f}" for v in evals]
-        print(f"| {batch} | " + " | ".join(cells) + " |")
+        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": "python bench/layer_speed.py "
@@ -119,7 +119,9 @@ def main() -> None:
         "statistic": "median over repeats of mean time per call",
     }
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    facts = "\n".join(f"- {key}: {value}" for key, value in meta.items())
+    args.out.with_suffix(".md").write_text(f"# Layer micro-benchmark\n\n{facts}\n\n" + "\n".join(lines) + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

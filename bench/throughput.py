@@ -130,14 +130,17 @@ def summarise(runs: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, A
     return table
 
 
-def print_table(table: dict[str, Any], norms: list[str]) -> None:
+def format_table(table: dict[str, Any], norms: list[str]) -> str:
     ratio_keys = [f"{n}/none" for n in norms[1:]] + [f"{n}/none equal-env" for n in norms[1:]]
-    print("| config | " + " | ".join(f"{n} FPS" for n in norms) + " | " + " | ".join(ratio_keys) + " | target |")
-    print("|" + "---|" * (2 + len(norms) + len(ratio_keys)))
+    lines = [
+        "| config | " + " | ".join(f"{n} FPS" for n in norms) + " | " + " | ".join(ratio_keys) + " | target |",
+        "|" + "---|" * (2 + len(norms) + len(ratio_keys)),
+    ]
     for config, row in table.items():
         fps = [f"{row['median_fps'].get(n, float('nan')):.0f}" for n in norms]
         ratios = [f"{row[k]['median']:.3f} ({row[k]['min']:.2f}-{row[k]['max']:.2f})" if k in row else "-" for k in ratio_keys]
-        print(f"| {config} | " + " | ".join(fps + ratios) + f" | {TARGETS[config]} |")
+        lines.append(f"| {config} | " + " | ".join(fps + ratios) + f" | {TARGETS[config]} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -179,8 +182,15 @@ def main() -> None:
                     flush=True,
                 )
                 args.out.write_text(json.dumps({"meta": meta, "runs": runs, "summary": summarise(runs)}, indent=2) + "\n")
-    print_table(summarise(runs), args.norms)
-    print(f"wrote {args.out}")
+    table = format_table(summarise(runs), args.norms)
+    print(table)
+    facts = "\n".join(f"- {key}: {value}" for key, value in meta.items())
+    args.out.with_suffix(".md").write_text(
+        f"# Throughput: RN against the same network without it\n\n{facts}\n\nMedian over rounds; ratio columns: median of "
+        "the per-round paired ratios (min-max). 'equal-env' charges both arms the env time of the 'none' run of the same "
+        "round (see the script's docstring).\n\n" + table + "\n"
+    )
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
