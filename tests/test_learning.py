@@ -22,7 +22,8 @@ THRESHOLD = 200.0
 
 def evaluate(model) -> float:
     env = make_vec_env("CartPole-v1", n_envs=1, seed=12345)
-    mean, _ = evaluate_policy(model, env, n_eval_episodes=20, deterministic=True)
+    mean, std = evaluate_policy(model, env, n_eval_episodes=20, deterministic=True)
+    print(f"{type(model).__name__} {model.policy_kwargs}: deterministic return {mean:.1f} +- {std:.1f} over 20 episodes")
     return float(mean)
 
 
