@@ -340,7 +340,7 @@ class RegularityNorm(nn.Module):
         cancellation. Raises if the input is not finite; the running state is untouched at that point.
         """
         n = xd.numel()
-        flat = xd.reshape(-1)
+        flat = xd.view(-1) if xd.is_contiguous() else xd.reshape(-1)
         s1 = float(flat.sum())
         if not math.isfinite(s1):
             if not bool(torch.isfinite(xd).all()):
@@ -354,7 +354,7 @@ class RegularityNorm(nn.Module):
         centred = xd - merged_mean
         if n < 2:
             return centred, batch_mean, math.nan, merged_mean
-        flat_c = centred.reshape(-1)
+        flat_c = centred.view(-1)
         s2 = float(torch.dot(flat_c, flat_c))
         if not math.isfinite(s2):  # squares overflowed float32
             flat_c = flat_c.double()
@@ -366,7 +366,8 @@ class RegularityNorm(nn.Module):
         dims = self._group_dims(x)
         n = x.numel()
         eps_sq = self.eps * self.eps
-        xd = x.detach()
+        # rn reduces over everything: work on a flat view so the reductions below need no reshapes.
+        xd = x.detach() if dims is not None else x.detach().reshape(-1)
         count = self.running_count.item() * math.exp(self._log_decay())
         mean = self.running_mean.item()
         centred, batch_mean, batch_var, _ = self._centre_batch(xd, count, mean)
@@ -459,13 +460,13 @@ class RegularityNorm(nn.Module):
         sigma = math.sqrt(var)
         weighted = density * centred  # w_i d_i * total
         flat_x = x.reshape(-1)
-        if isinstance(total, float):  # rn: one code length, group sums are Python floats
+        if isinstance(total, float):  # rn: one code length; centred and density are flat, group sums Python floats
             a_mean = float(weighted.sum()) / (total * var)
-            a_sigma = (float(torch.dot(weighted.reshape(-1), centred.reshape(-1))) / (total * var) - 1.0) / sigma
+            a_sigma = (float(torch.dot(weighted, centred)) / (total * var) - 1.0) / sigma
             k_sigma = a_sigma / (2.0 * sigma)
-            direction = weighted.mul(-1.0 / (total * var))
+            direction = weighted.mul_(-1.0 / (total * var))
             direction.add_(centred, alpha=k_sigma * var_slope).add_(a_mean * mean_slope + k_sigma * var_const)
-            return torch.dot(direction.reshape(-1), flat_x) * (-sens)
+            return torch.dot(direction, flat_x) * (-sens)
         dims = (0, *range(2, x.dim()))  # rln: one code length per unit
         a_mean = weighted.sum(dims, keepdim=True) / (total * var)
         a_sigma = ((weighted * centred).sum(dims, keepdim=True) / (total * var) - 1.0) / sigma
