@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install train test lint bench
+.PHONY: install train test lint zoo-check tune
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ TRAIN_ARGS ?=
 train: install
 	$(PY) -m rl_zoo3.train --algo $(ALGO) --env $(ENV) --gym-packages sb3_regnorm -conf zoo/$(NORM)/$(ALGO).yml \
 		-tb logs/tb -f logs/zoo --num-threads 1 --seed $(SEED) --eval-freq -1 $(TRAIN_ARGS)
+
+# Validate every zoo entry (env ids, classes, policy_kwargs) without training.
+zoo-check: install
+	$(PY) -m sb3_regnorm.zoo check
+
+# Tune one zoo entry with optuna (SQLite study under logs/tuning/); e.g. `make tune ALGO=a2c NORM=rn TRIALS=8`.
+TRIALS ?= 8
+TUNE_STEPS ?= 150000
+tune: install
+	mkdir -p logs/tuning
+	$(PY) -m sb3_regnorm.tune --algo $(ALGO) --env $(ENV) --norm $(NORM) --n-trials $(TRIALS) --n-timesteps $(TUNE_STEPS) \
+		--storage sqlite:///logs/tuning/$(ALGO)-$(ENV)-$(NORM).db --study-name $(ALGO)-$(ENV)-$(NORM) --seed 1000
 
 test: install
 	$(PY) -m ruff check sb3_regnorm tests bench

@@ -1,0 +1,202 @@
+"""The rl_zoo3 zoo (``zoo/{norm}/{algo}.yml``), its generator and checker, and the tuning entry point.
+
+Every zoo entry (3 algos x 6 envs x 5 norms) is trained for a few hundred steps through rl_zoo3's own
+``ExperimentManager`` (reading the committed YAML, building wrappers, callbacks and the policy as ``rl_zoo3.train``
+does), with only the rollout sizes shrunk so a few hundred steps include gradient updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+import yaml
+
+from sb3_regnorm import zoo
+from sb3_regnorm.nets import NORMS
+from sb3_regnorm.tune import main as tune_main
+from sb3_regnorm.tune import params_to_extra
+
+torch.set_num_threads(1)
+
+# Shrunk rollouts: a few hundred steps then hold several gradient steps (and a DQN target sync).
+_SMALL: dict[str, dict[str, Any]] = {
+    "ppo": {"n_envs": 2, "n_steps": 64, "batch_size": 64},
+    "a2c": {"n_envs": 2},
+    "dqn": {"learning_starts": 50, "buffer_size": 1000, "target_update_interval": 100},
+}
+_N_TIMESTEPS = 256
+
+
+def _train(algo: str, env_id: str, norm: str, log_folder: Path) -> Any:
+    """Train one committed zoo entry through rl_zoo3's ExperimentManager and save it, as ``rl_zoo3.train`` would."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    args = argparse.Namespace(algo=algo, env=env_id, conf_file=str(zoo.zoo_path(algo, norm)))
+    manager = ExperimentManager(
+        args, algo, env_id, str(log_folder), n_timesteps=_N_TIMESTEPS, eval_freq=-1, hyperparams=dict(_SMALL[algo]),
+        config=str(zoo.zoo_path(algo, norm)), seed=0, verbose=0, device="cpu", log_interval=-1,
+    )  # fmt: skip
+    model, _ = manager.setup_experiment()
+    manager.learn(model)
+    manager.save_trained_model(model)
+    return model
+
+
+# ------------------------------------------------------------------------------------------ generated files
+def test_committed_files_equal_generated() -> None:
+    expected = {zoo.zoo_path(algo, norm) for norm in NORMS for algo in zoo.ALGOS}
+    on_disk = {path.resolve() for path in zoo.DEFAULT_ZOO_DIR.glob("*/*.yml")}
+    assert on_disk == {path.resolve() for path in expected}, "unexpected or missing zoo files"
+    for norm in NORMS:
+        for algo in zoo.ALGOS:
+            assert zoo.zoo_path(algo, norm).read_text() == zoo.zoo_text(algo, norm), (
+                f"zoo/{norm}/{algo}.yml is stale: run `python -m sb3_regnorm.zoo write`"
+            )
+
+
+def test_write_regenerates_identical_files(tmp_path: Path) -> None:
+    assert zoo.main(["write", "--out", str(tmp_path)]) == 0
+    for norm in NORMS:
+        for algo in zoo.ALGOS:
+            assert (tmp_path / norm / f"{algo}.yml").read_text() == zoo.zoo_path(algo, norm).read_text()
+
+
+@pytest.mark.parametrize("algo", zoo.ALGOS)
+def test_arms_differ_only_in_norm_where_untuned(algo: str) -> None:
+    for env_id in zoo.ENV_IDS:
+        entries = {norm: zoo.raw_entry(algo, env_id, norm) for norm in NORMS}
+        for norm, entry in entries.items():
+            assert entry["policy_kwargs"]["norm"] == norm
+            assert entry["policy"].startswith("sb3_regnorm.")
+            assert entry["callback"][0].keys() == {zoo.CALLBACK}
+            if env_id in zoo.MINIGRID_IDS:
+                assert entry["env_wrapper"] == "minigrid.wrappers.ImgObsWrapper"
+                assert "Cnn" in entry["policy"]
+            if not zoo.OVERRIDES[norm][algo]:
+                stripped = {k: v for k, v in entry.items() if k not in ("policy_kwargs", "callback")}
+                base = {k: v for k, v in entries["none"].items() if k not in ("policy_kwargs", "callback")}
+                assert stripped == base
+
+
+def test_nonstationary_entries_share_lunar_lander_hyperparameters() -> None:
+    for norm in NORMS:
+        for algo in zoo.ALGOS:
+            data = yaml.safe_load(zoo.zoo_path(algo, norm).read_text())
+            assert list(data) == list(zoo.ENV_IDS)
+            for env_id in zoo.NONSTATIONARY_IDS:
+                assert data[env_id] == data[zoo.LUNAR_LANDER]
+
+
+# ------------------------------------------------------------------------------------------ training through rl_zoo3
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("algo", zoo.ALGOS)
+def test_every_entry_trains_through_rl_zoo3(algo: str, norm: str, tmp_path: Path) -> None:
+    policies = {"ppo": "RNActorCritic", "a2c": "RNActorCritic", "dqn": "RNDQN"}
+    for env_id in zoo.ENV_IDS:
+        model = _train(algo, env_id, norm, tmp_path)
+        assert model.num_timesteps >= _N_TIMESTEPS
+        assert type(model.policy).__name__.startswith(policies[algo])
+        assert model.policy.norm == norm
+        assert ("Cnn" in type(model.policy).__name__) == (env_id in zoo.MINIGRID_IDS)
+    assert len(list(tmp_path.glob(f"{algo}/*/*.zip"))) == len(zoo.ENV_IDS)
+
+
+# ------------------------------------------------------------------------------------------ check
+def test_check_accepts_the_committed_zoo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert zoo.main(["check"]) == 0
+    assert "checked 90 zoo entries: OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env", "LunarLander-v9"], "Unknown env id 'LunarLander-v9'"),
+        (["--norm", "batchnorm"], "Unknown norm 'batchnorm'"),
+        (["--algo", "sac"], "Unknown algo 'sac'"),
+    ],
+)
+def test_check_rejects_unknown_names(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert zoo.main(["check", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _broken_copy(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of zoo/rn in ``tmp_path`` whose ppo.yml has ``old`` replaced by ``new``."""
+    shutil.copytree(zoo.DEFAULT_ZOO_DIR / "rn", tmp_path / "rn")
+    path = tmp_path / "rn" / "ppo.yml"
+    path.write_text(path.read_text().replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "old", "new"),
+    [
+        ("policy", "sb3_regnorm.RNActorCriticCnnPolicy", "sb3_regnorm.NoSuchPolicy"),
+        ("env_wrapper", "minigrid.wrappers.ImgObsWrapper", "minigrid.wrappers.NoSuchWrapper"),
+        ("callback", "sb3_regnorm.callbacks.RegularityCallback", "sb3_regnorm.no_such_module.Cb"),
+    ],
+)
+def test_check_rejects_a_missing_class(key: str, old: str, new: str, tmp_path: Path) -> None:
+    path = _broken_copy(tmp_path, old, new)
+    message = f"{key} {new!r} cannot be imported"
+    with pytest.raises(zoo.ZooError, match=message) as info:
+        zoo.load_entry("ppo", "MiniGrid-DoorKey-5x5-v0", "rn", zoo_dir=tmp_path)
+    assert str(path) in str(info.value)  # the message names the file and the entry
+    errors = zoo.check_zoo(tmp_path, ["ppo"], ["MiniGrid-DoorKey-5x5-v0"], ["rn"], build=False)
+    assert any("out of date" in e for e in errors) and any(message in e for e in errors)
+
+
+def test_check_rejects_a_norm_that_contradicts_the_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _broken_copy(tmp_path, "norm='rn'", "norm='ln'")
+    argv = ["check", "--zoo", str(tmp_path), "--algo", "ppo", "--env", "MiniGrid-DoorKey-5x5-v0", "--norm", "rn"]
+    assert zoo.main(argv) == 2
+    assert "does not match the folder 'rn'" in capsys.readouterr().err
+
+
+def test_load_entry_rejects_unknown_names() -> None:
+    with pytest.raises(zoo.ZooError, match="Unknown env id 'CartPole-v1'"):
+        zoo.load_entry("ppo", "CartPole-v1", "rn")
+    with pytest.raises(zoo.ZooError, match="Unknown norm 'bn'"):
+        zoo.load_entry("ppo", zoo.LUNAR_LANDER, "bn")
+
+
+# ------------------------------------------------------------------------------------------ tuning
+def test_tune_runs_two_trials_into_a_sqlite_study(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["--algo", "ppo", "--env", zoo.LUNAR_LANDER, "--norm", "rn", "--n-trials", "2", "--n-timesteps", "256"]
+    argv += ["--storage", storage, "--study-name", "tiny", "--seed", "1000", "--eval-episodes", "2", "--n-eval-envs", "2"]
+    argv += ["--hp", "n_envs=2", "n_steps=64", "--log-folder", str(tmp_path / "logs"), "--summary-dir", str(tmp_path)]
+    assert tune_main(argv) == 0
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(study.trials) == 2
+    entry_lr = zoo.raw_entry("ppo", zoo.LUNAR_LANDER, "rn").get("learning_rate", 3e-4)  # 3e-4: SB3's PPO default
+    assert study.trials[0].params["learning_rate"] == pytest.approx(entry_lr)  # the zoo entry itself comes first
+    summary = json.loads((tmp_path / "tiny.json").read_text())
+    assert summary["n_timesteps"] == 256 and summary["fixed"] == {"n_envs": 2, "n_steps": 64}
+    assert len(summary["trial_table"]) == 2 and summary["best_value"] is not None
+    assert "| best value |" in (tmp_path / "tiny.md").read_text()
+    assert {t.user_attrs["train_seed"] for t in study.trials} == {1000, 1001}
+
+
+def test_tune_refuses_report_seeds(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--algo", "ppo", "--env", zoo.LUNAR_LANDER, "--norm", "rn", "--n-timesteps", "10", "--seed", "0"]
+    assert tune_main(argv) == 2
+    assert "tuning seeds must be >= 1000" in capsys.readouterr().err
+
+
+def test_sampled_values_map_to_zoo_overrides() -> None:
+    a2c = zoo.raw_entry("a2c", zoo.LUNAR_LANDER, "rn")
+    params = {"learning_rate": 0.000412345, "activation": "relu", "momentum": 0.01, "n_steps": 16, "ent_coef": 0.0}
+    extra = params_to_extra("a2c", a2c, params)
+    assert extra["learning_rate"] == "lin_0.000412"  # a linear schedule stays linear
+    assert extra["policy_kwargs"] == {"activation_fn": "nn.ReLU", "norm_kwargs": {"momentum": 0.01}}
+    rendered = zoo.entry("a2c", zoo.LUNAR_LANDER, "rn", extra)
+    assert rendered["policy_kwargs"] == "dict(norm='rn', activation_fn=nn.ReLU, norm_kwargs=dict(momentum=0.01))"
+    assert rendered["n_steps"] == 16
