@@ -28,6 +28,16 @@ def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) ->
         assert torch.equal(a[key], b[key]), key
 
 
+def assert_finite_training_step(layer: RegularityNorm, x: torch.Tensor) -> None:
+    """One training forward+backward: output, input gradient and every buffer finite, code length >= 0."""
+    x = x.clone().requires_grad_(True)
+    y = layer(x)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(b).all() for b in layer.buffers())
+    assert (layer.last_code_length >= 0).all()
+
+
 def drifting_batches(num_features: int, sizes: list[int], seed: int = 0) -> list[torch.Tensor]:
     """Batches whose mean and scale drift, with changing batch sizes."""
     gen = torch.Generator().manual_seed(seed)
@@ -364,12 +374,7 @@ def test_degenerate_batches_stay_finite(variant: str) -> None:
         torch.randn(16, 1),
     ]
     for x in batches:
-        x = x.requires_grad_(True)
-        y = layer(x)
-        y.sum().backward()
-        assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
-        assert all(torch.isfinite(b).all() for b in layer.buffers())
-        assert (layer.last_code_length >= 0).all()
+        assert_finite_training_step(layer, x)
     layer.eval()
     for x in batches:
         assert torch.isfinite(layer(x)).all()
@@ -399,13 +404,7 @@ def test_float32_sums_that_overflow_fall_back_to_float64() -> None:
 def test_property_outputs_and_state_stay_finite(variant, momentum, exact_var, batches) -> None:
     layer = RegularityNorm(3, variant, momentum=momentum, exact_var=exact_var)
     for size, loc, scale, seed in batches:
-        x = torch.randn(size, 3, generator=torch.Generator().manual_seed(seed)) * scale + loc
-        x.requires_grad_(True)
-        y = layer(x)
-        y.sum().backward()
-        assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
-        assert all(torch.isfinite(b).all() for b in layer.buffers())
-        assert (layer.last_code_length >= 0).all()
+        assert_finite_training_step(layer, torch.randn(size, 3, generator=torch.Generator().manual_seed(seed)) * scale + loc)
     layer.eval()
     assert torch.isfinite(layer(torch.randn(2, 3) * 1e3)).all()
 
