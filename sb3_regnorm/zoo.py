@@ -206,6 +206,15 @@ _TUNED: Final[dict[tuple[str, str, str], dict[str, Any]]] = {
         "ent_coef": 0.001,
         "policy_kwargs": {"activation_fn": "nn.ReLU", "norm_kwargs": {"momentum": 0.01}},
     },
+    # zoo/studies/ppo-MiniGrid-DoorKey-5x5-v0-none.md: the baseline at RN's budget, 6 trials x 60k steps; best 0.959
+    # (trial 5) vs 0.0 for the untuned entry on its tuning seed (the same entry scored 0.95 on seed 0 in
+    # logs/benchmarks/minigrid_norms.md: single-seed studies are noisy).
+    ("none", "ppo", _DOORKEY): {
+        "learning_rate": 0.000442,
+        "n_epochs": 8,
+        "ent_coef": 0.01,
+        "policy_kwargs": {"activation_fn": "nn.ReLU"},
+    },
     # Studied, not adopted (nothing learned, so the best trial is noise): A2C DoorKey none, 6 trials x 60k and 8 trials x
     # 200k steps, best 0.074 and 0.116 (random policy ~0.05; the three n_steps=16 trials led at 200k); DQN DoorKey none,
     # 5 trials x 60k steps, all 0.0. See zoo/studies/{a2c,dqn}-MiniGrid-DoorKey-5x5-v0-none*.md.
