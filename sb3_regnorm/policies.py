@@ -37,12 +37,11 @@ _AC_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.M
 
 
 def _check_observation_space(observation_space: spaces.Space, features_extractor_class: type, owner: str) -> None:
-    """Dict/Tuple observations need a features extractor that understands them (SB3's CombinedExtractor or yours)."""
-    if isinstance(observation_space, spaces.Dict | spaces.Tuple) and features_extractor_class.__name__ in (
-        "FlattenExtractor",
-        "RNMlpExtractor",
-        "MinigridCNN",
-    ):
+    """SB3's FlattenExtractor cannot flatten Dict/Tuple observations; say so before SB3 fails deep inside.
+
+    (RNMlpExtractor and MinigridCNN validate their spaces themselves.)
+    """
+    if isinstance(observation_space, spaces.Dict | spaces.Tuple) and issubclass(features_extractor_class, FlattenExtractor):
         raise ValueError(
             f"{owner} cannot flatten a {type(observation_space).__name__} observation space with "
             f"{features_extractor_class.__name__}; pass features_extractor_class=CombinedExtractor, or wrap MiniGrid "
