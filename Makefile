@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install train test lint zoo-check tune
+.PHONY: install train test lint typecheck docs zoo-check tune
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[zoo,tests]" "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[zoo,tests,docs]" "$(TORCH_SPEC)"
 	touch $@
 
 install: $(VENV)/.installed
@@ -40,10 +40,18 @@ tune: install
 	$(PY) -m sb3_regnorm.tune --algo $(ALGO) --env $(ENV) --norm $(NORM) --n-trials $(TRIALS) --n-timesteps $(TUNE_STEPS) \
 		--storage sqlite:///logs/tuning/$(ALGO)-$(ENV)-$(NORM).db --study-name $(ALGO)-$(ENV)-$(NORM) --seed 1000
 
-test: install
-	$(PY) -m ruff check sb3_regnorm tests bench
+# CI (.ci/run): lint, formatting, types and the documentation build, then the fast tests.
+test: lint typecheck docs
 	$(PY) -m pytest -m "not slow" --durations=10 tests
 
 lint: install
 	$(PY) -m ruff check sb3_regnorm tests bench
 	$(PY) -m ruff format --check sb3_regnorm tests bench
+
+# mypy settings live in pyproject.toml ([tool.mypy]).
+typecheck: install
+	$(PY) -m mypy sb3_regnorm
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict turns broken references and missing pages into errors.
+docs: install
+	$(PY) -m mkdocs build --strict --quiet
