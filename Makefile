@@ -54,4 +54,4 @@ typecheck: install
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict turns broken references and missing pages into errors.
 docs: install
-	$(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
