@@ -10,7 +10,8 @@ CLI (wired as ``python -m sb3_regnorm plot``)::
 
 A RUN_DIR may be a run (a folder holding ``events.out.tfevents.*`` files) or any parent of runs: every folder that
 directly contains event files is one run. Writes ``code_length.png`` (one column per run, one line per RN layer:
-the paper's "UAM" figure), ``returns.png`` (``rollout/ep_rew_mean`` of all runs overlaid) and, when ``diag/*`` tags
+the paper's "UAM" figure), ``returns.png`` (``rollout/ep_rew_mean`` of all runs overlaid; runs of the non-stationary
+envs get a dashed vertical line at every phase switch, read from their ``env/phase`` tag) and, when ``diag/*`` tags
 exist, ``diagnostics.png`` (one row per metric, one column per run).
 """
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "PHASE_TAG",
     "RETURN_TAG",
     "Run",
     "add_arguments",
@@ -39,14 +41,17 @@ __all__ = [
     "load_runs",
     "load_scalars",
     "main",
+    "phase_changes",
     "plot_code_lengths",
     "plot_diagnostics",
     "plot_returns",
     "run",
+    "switch_marks",
 ]
 
 EVENT_PREFIX: Final = "events.out.tfevents."
 RETURN_TAG: Final = "rollout/ep_rew_mean"
+PHASE_TAG: Final = "env/phase"  # written by sb3_regnorm.phase_clock.PhaseClockCallback (same literal, no SB3 import here)
 CODE_LENGTH_SUFFIX: Final = "/code_length"
 DIAG_METRICS: Final = ("dormant_0.025", "dormant_0", "tanh_saturation", "relu_zero", "srank")
 
@@ -117,6 +122,20 @@ def load_runs(paths: Iterable[str | os.PathLike[str]]) -> list[Run]:
     return [Run(path, label, load_scalars(path)) for path, label in zip(run_dirs, _labels(run_dirs), strict=True)]
 
 
+def phase_changes(series: Series) -> list[tuple[int, int]]:
+    """(timestep, phase) where each run of equal ``env/phase`` values starts, the first point included."""
+    out: list[tuple[int, int]] = []
+    for step, value in zip(*series, strict=True):
+        if not out or int(value) != out[-1][1]:
+            out.append((int(step), int(value)))
+    return out
+
+
+def switch_marks(run: Run) -> list[tuple[int, int]]:
+    """The phase switches of a run (every change after its first logged phase); empty without an ``env/phase`` tag."""
+    return phase_changes(run.scalars[PHASE_TAG])[1:] if PHASE_TAG in run.scalars else []
+
+
 # ---------------------------------------------------------------------------------------------- drawing
 def _new_figure(rows: int, cols: int, width: float = 5.0, height: float = 3.6) -> tuple[Figure, np.ndarray]:
     from matplotlib.figure import Figure
@@ -152,13 +171,27 @@ def plot_code_lengths(runs: Sequence[Run], out_file: str | os.PathLike[str], dpi
 
 
 def plot_returns(runs: Sequence[Run], out_file: str | os.PathLike[str], dpi: int = 120, tag: str = RETURN_TAG) -> Path:
-    """Mean episode return of every run over timesteps, overlaid with a legend."""
+    """Mean episode return of every run over timesteps, overlaid with a legend; phase switches as dashed lines.
+
+    Why the lines: on the non-stationary envs a drop in return is only readable against the switch that caused it.
+    Each switch is labelled with the phase that starts there, in the colour of its run.
+    """
     fig, axes = _new_figure(1, 1, width=6.0, height=4.0)
     ax = axes[0][0]
+    marked = False
     for run in runs:
         if tag in run.scalars:
             steps, values = run.scalars[tag]
-            ax.plot(steps, values, label=run.label, linewidth=1.2)
+            (line,) = ax.plot(steps, values, label=run.label, linewidth=1.2)
+            for step, phase in switch_marks(run):
+                ax.axvline(step, color=line.get_color(), linestyle="--", linewidth=0.8, alpha=0.6)
+                ax.annotate(
+                    f"{phase}", (step, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                    textcoords="offset points", fontsize="x-small", color=line.get_color(),
+                )  # fmt: skip
+                marked = True
+    if marked:
+        ax.plot([], [], color="grey", linestyle="--", linewidth=0.8, label="phase switch (new phase)")
     ax.set_xlabel("timesteps")
     ax.set_ylabel(tag)
     ax.grid(alpha=0.3)
