@@ -1,8 +1,9 @@
 """Hyperparameter tuning for zoo entries that keeps the RN settings (optuna, RDB storage).
 
 Why not ``rl_zoo3 -optimize``: its sampler replaces ``policy_kwargs`` wholesale, dropping ``norm`` and ``norm_kwargs``.
-Here each trial is the zoo entry (:func:`sb3_regnorm.zoo.raw_entry`) plus sampled values, trained through rl_zoo3's
-own ``ExperimentManager``, so a trial differs from the zoo entry only in what was sampled:
+Here each trial is the zoo entry (:func:`sb3_regnorm.zoo.raw_entry`) plus sampled values, handed to rl_zoo3's own
+``ExperimentManager`` as Python values (:mod:`sb3_regnorm.training`), so a trial differs from the zoo entry only in what
+was sampled:
 
 * every norm: ``learning_rate`` (log-uniform in [0.3x, 3x] the entry's value; a ``lin_`` schedule stays linear),
   ``activation`` (tanh or relu) and one or two algo knobs (PPO ``n_epochs`` and ``ent_coef``, A2C ``n_steps`` and
@@ -15,32 +16,36 @@ Objective: mean return of ``evaluate_policy`` (stochastic for MiniGrid, determin
 eval envs after ``--n-timesteps`` steps, with ``--n-evaluations - 1`` intermediate evaluations reported to optuna's
 MedianPruner.
 
+Nothing is lost: a resumed study reseeds its sampler with ``--seed`` + the number of trials already stored, so it
+continues the sequence instead of replaying it; a trial whose agent raises (e.g. ``FloatingPointError`` from an RN
+overflow) is recorded as FAIL with its error and the study goes on; the summary is rewritten after every trial.
+
 Seed protocol: tuning uses seeds >= 1000 (trial ``i`` trains with seed ``--seed + i``; every evaluation of the study
 uses ``--seed + 100000``), so **benchmark reports must use seeds 0..K-1 (K <= 1000)** and never evaluate on a seed a
 trial was selected on.
 
-Usage::
+Usage (``sb3-regnorm tune ...`` is the same command)::
 
     python -m sb3_regnorm.tune --algo ppo --env LunarLander-v3 --norm rn --n-trials 8 --n-timesteps 150000 \\
         [--storage sqlite:///logs/tuning/ppo-LunarLander-v3-rn.db] [--study-name ppo-LunarLander-v3-rn] [--seed 1000]
+    python -m sb3_regnorm.tune promote --study-name ppo-LunarLander-v3-rn [--storage URL] [--to zoo/studies]
 
-After each trial (so a killed study keeps its results) and at the end, a summary is written to
-``zoo/studies/<algo>-<env>-<norm>.{json,md}``; its ``zoo_overrides`` go into :data:`sb3_regnorm.zoo.OVERRIDES`.
+A run writes its summary ``<study>.{json,md}`` next to its storage (``logs/tuning/`` by default), never into
+``zoo/studies/``: only ``promote`` copies a study's summary there, where it backs the values adopted into
+:data:`sb3_regnorm.zoo.OVERRIDES`.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import math
-import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,38 +53,93 @@ import optuna
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_regnorm import zoo
+from sb3_regnorm import studies, zoo
 from sb3_regnorm.nets import NORMS
+from sb3_regnorm.studies import changed_overrides, write_summary
+from sb3_regnorm.training import EVAL_SEED_OFFSET, EvalSettings, evaluate_model, python_entry, setup_model
 
 __all__ = [
     "EVAL_SEED_OFFSET",
     "TUNING_SEED_MIN",
     "TrialEvalCallback",
+    "TuneConfig",
     "changed_overrides",
     "main",
     "params_to_extra",
+    "promote",
     "run_study",
     "sample_params",
+    "summary_dir",
     "write_summary",
 ]
 
 TUNING_SEED_MIN: Final = 1000
 """Tuning seeds start here; benchmark reports use seeds 0..K-1 with K <= 1000."""
-EVAL_SEED_OFFSET: Final = 100_000
-"""Evaluation envs of a study use ``--seed + EVAL_SEED_OFFSET`` (never a training seed of any trial)."""
 ACTIVATIONS: Final = {"tanh": "nn.Tanh", "relu": "nn.ReLU"}
 _PPO_EPOCHS: Final = (3, 4, 6, 8, 10)
 _ENT_COEFS: Final = (0.0, 0.00001, 0.001, 0.01)
 _A2C_STEPS: Final = (5, 8, 16, 32)
 _TARGET_UPDATES: Final = (100, 250, 1000, 2500)
 _MOMENTA: Final = (None, 0.01, 0.001)
-_MISSING: Final = object()
 _ALGO_KNOBS: Final = {
     "ppo": ("n_epochs", "ent_coef"),
     "a2c": ("n_steps", "ent_coef"),
     "dqn": ("exploration_fraction", "target_update_interval"),
 }
-_VERSIONED: Final = ("sb3-regnorm", "stable-baselines3", "rl_zoo3", "optuna", "torch", "gymnasium", "minigrid", "numpy")
+DEFAULT_LOG_FOLDER: Final = Path("logs/tuning")
+"""Relative to the working directory, like every default path of the command line."""
+DEFAULT_PROMOTE_DIR: Final = Path("zoo/studies")
+
+
+# ------------------------------------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class TuneConfig:
+    """One tuning run: which entry, the budget and evaluation, storage and folders. Built from the CLI or in code."""
+
+    algo: str
+    env_id: str
+    norm: str  # a norm of NORMS, or "auto" (sample the RN variant too)
+    n_timesteps: int
+    n_trials: int = 8
+    storage: str = ""  # "": sqlite:///logs/tuning/<study>.db
+    study_name: str = ""  # "": <algo>-<env>-<norm>
+    seed: int = TUNING_SEED_MIN
+    eval_episodes: int = 10
+    n_eval_envs: int = 5
+    n_evaluations: int = 2
+    n_startup_trials: int = 4
+    timeout: float | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
+    keep_callbacks: bool = False
+    log_folder: Path = DEFAULT_LOG_FOLDER
+    summary_dir: Path | None = None  # None: next to the storage (see summary_dir())
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.algo not in zoo.ALGOS:
+            raise ValueError(f"Unknown algo {self.algo!r}: expected one of {list(zoo.ALGOS)}")
+        if self.norm not in (*NORMS, "auto"):
+            raise ValueError(f"Unknown norm {self.norm!r}: expected one of {[*NORMS, 'auto']}")
+        if self.seed < TUNING_SEED_MIN:
+            raise ValueError(f"tuning seeds must be >= {TUNING_SEED_MIN} (seeds 0..K-1 are for reports)")
+        if min(self.n_evaluations, self.n_trials, self.n_timesteps, self.eval_episodes, self.n_eval_envs) < 1:
+            raise ValueError("n_evaluations, n_trials, n_timesteps, eval_episodes and n_eval_envs must be >= 1")
+        name = self.study_name or f"{self.algo}-{self.env_id}-{self.norm}"
+        object.__setattr__(self, "study_name", name)
+        object.__setattr__(self, "storage", self.storage or f"sqlite:///{self.log_folder / name}.db")
+        object.__setattr__(self, "log_folder", Path(self.log_folder))
+
+    @property
+    def entry_norm(self) -> str:
+        """The norm of the zoo entry a study starts from (``auto`` starts from RN's)."""
+        return "rn" if self.norm == "auto" else self.norm
+
+
+def summary_dir(storage: str, fallback: Path = DEFAULT_LOG_FOLDER) -> Path:
+    """Where a study's summary goes: the folder of its ``sqlite:///`` file, else ``fallback`` (e.g. PostgreSQL)."""
+    if storage.startswith("sqlite:///"):
+        return Path(storage[len("sqlite:///") :]).parent
+    return fallback
 
 
 # ------------------------------------------------------------------------------------------ search space
@@ -212,215 +272,66 @@ class TrialEvalCallback(BaseCallback):
         return not self.pruned
 
 
-def _make_eval_env(manager: Any, seed: int, n_envs: int) -> Any:
-    """Fresh eval envs through rl_zoo3 (same wrappers as training) seeded ``seed, seed+1, ...``."""
-    train_seed = manager.seed
-    manager.seed = seed
-    try:
-        return manager.create_envs(n_envs, eval_env=True, no_log=True)
-    finally:
-        manager.seed = train_seed
-
-
 # ------------------------------------------------------------------------------------------ objective
-def _trial_config(args: argparse.Namespace, trial_dir: Path, norm: str, extra: dict[str, Any]) -> Path:
-    """Write the trial's zoo entry (without the monitoring callback unless asked) as an rl_zoo3 YAML config."""
-    hyperparams = zoo.entry(args.algo, args.env, norm, _merge_extra(args.fixed, extra))
-    hyperparams["n_timesteps"] = args.n_timesteps
-    if not args.keep_callbacks:
-        hyperparams.pop("callback", None)
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    path = trial_dir / "config.yml"
-    path.write_text(yaml.safe_dump({args.env: hyperparams}, sort_keys=False, width=1000))
-    return path
+def _eval_settings(config: TuneConfig) -> EvalSettings:
+    """Every evaluation of a study uses the same envs, seeded far from any training seed."""
+    return EvalSettings(config.eval_episodes, config.n_eval_envs, config.seed + EVAL_SEED_OFFSET)
 
 
-def _merge_extra(fixed: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
-    """Fixed ``--hp`` overrides, then sampled values (policy_kwargs merged)."""
-    out = dict(fixed)
-    for key, value in sampled.items():
-        if key == "policy_kwargs":
-            out["policy_kwargs"] = {**out.get("policy_kwargs", {}), **value}
-        else:
-            out[key] = value
-    return out
+def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], train_seed: int) -> float:
+    """Train one trial's entry (Python values) through rl_zoo3 with intermediate evaluations; the final return."""
+    trial_dir = config.log_folder / config.study_name / f"trial_{trial.number}"
+    model, manager = setup_model(config.algo, config.env_id, entry, train_seed, trial_dir, config.n_timesteps)
+
+    def evaluate() -> float:
+        mean, std = evaluate_model(model, manager, _eval_settings(config))
+        trial.set_user_attr("eval_std", std)
+        return mean
+
+    eval_steps = [config.n_timesteps * k // config.n_evaluations for k in range(1, config.n_evaluations)]
+    callback = TrialEvalCallback(evaluate, trial, eval_steps)
+    start = time.perf_counter()
+    try:
+        model.learn(config.n_timesteps, callback=[*manager.callbacks, callback])
+    finally:
+        if model.env is not None:
+            model.env.close()
+    trial.set_user_attr("timesteps", int(model.num_timesteps))
+    trial.set_user_attr("fps", round(model.num_timesteps / max(time.perf_counter() - start, 1e-9)))
+    if callback.pruned:
+        trial.set_user_attr("intermediate", callback.values)
+        raise optuna.TrialPruned(f"pruned after evaluation {len(callback.values)}: {callback.values[-1]:.3f}")
+    value = evaluate()
+    trial.set_user_attr("intermediate", [*callback.values, value])
+    trial.report(value, step=config.n_evaluations)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite evaluation return {value}")
+    return value
 
 
-def _objective(args: argparse.Namespace, base: dict[str, Any]) -> Any:
-    """The optuna objective: build the trial's entry, train it with rl_zoo3's ExperimentManager, evaluate."""
-    from rl_zoo3.exp_manager import ExperimentManager
-    from stable_baselines3.common.evaluation import evaluate_policy
+def _objective(config: TuneConfig, base: dict[str, Any]) -> Callable[[optuna.Trial], float]:
+    """The optuna objective: the trial's entry (base + sampled values), trained and evaluated; errors are recorded."""
 
     def objective(trial: optuna.Trial) -> float:
-        params = sample_params(trial, args.algo, base, args.norm)
-        norm = params.pop("norm", args.norm)
-        extra = params_to_extra(args.algo, base, params)
-        train_seed = args.seed + trial.number
-        eval_seed = args.seed + EVAL_SEED_OFFSET
-        trial_dir = Path(args.log_folder) / args.study_name / f"trial_{trial.number}"
-        config = _trial_config(args, trial_dir, norm, extra)
+        params = sample_params(trial, config.algo, base, config.norm)
+        norm = params.pop("norm", config.norm)
+        extra = params_to_extra(config.algo, base, params)
+        train_seed = config.seed + trial.number
         trial.set_user_attr("norm", norm)
         trial.set_user_attr("train_seed", train_seed)
-        trial.set_user_attr("eval_seed", eval_seed)
+        trial.set_user_attr("eval_seed", config.seed + EVAL_SEED_OFFSET)
         trial.set_user_attr("zoo_overrides", extra)
-        manager = ExperimentManager(
-            args, args.algo, args.env, str(trial_dir), n_timesteps=args.n_timesteps, eval_freq=-1, seed=train_seed,
-            config=str(config), verbose=0, device="cpu",
-        )  # fmt: skip
-        model, _ = manager.setup_experiment()
-
-        def evaluate() -> float:
-            env = _make_eval_env(manager, eval_seed, args.n_eval_envs)
-            try:
-                mean, std = evaluate_policy(
-                    model, env, n_eval_episodes=args.eval_episodes, deterministic=manager.deterministic_eval, warn=False
-                )
-            finally:
-                env.close()
-            trial.set_user_attr("eval_std", float(std))
-            return float(mean)
-
-        eval_steps = [args.n_timesteps * k // args.n_evaluations for k in range(1, args.n_evaluations)]
-        callback = TrialEvalCallback(evaluate, trial, eval_steps)
-        start = time.perf_counter()
+        entry = zoo.raw_entry(config.algo, config.env_id, norm, zoo.merge_overrides(config.fixed, extra))
+        entry["n_timesteps"] = config.n_timesteps
         try:
-            model.learn(args.n_timesteps, callback=callback)
-        finally:
-            model.env.close()
-        train_time = time.perf_counter() - start
-        trial.set_user_attr("timesteps", int(model.num_timesteps))
-        trial.set_user_attr("fps", round(model.num_timesteps / max(train_time, 1e-9)))
-        if callback.pruned:
-            trial.set_user_attr("intermediate", callback.values)
-            raise optuna.TrialPruned(f"pruned after evaluation {len(callback.values)}: {callback.values[-1]:.3f}")
-        value = evaluate()
-        trial.set_user_attr("intermediate", [*callback.values, value])
-        trial.report(value, step=args.n_evaluations)
-        if not math.isfinite(value):
-            raise ValueError(f"non-finite evaluation return {value}")
-        return value
+            return _train_trial(config, trial, python_entry(entry, config.keep_callbacks), train_seed)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # recorded with the trial (optuna only logs it), then optuna marks the trial FAIL
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
 
     return objective
-
-
-# ------------------------------------------------------------------------------------------ summary
-def _versions() -> dict[str, str]:
-    """Package versions, for the study summary."""
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """One trial as plain JSON data."""
-    duration = trial.duration.total_seconds() if trial.duration is not None else None
-    return {
-        "number": trial.number,
-        "state": trial.state.name,
-        "value": trial.value,
-        "params": trial.params,
-        "duration_s": round(duration, 1) if duration is not None else None,
-        **{key: trial.user_attrs[key] for key in sorted(trial.user_attrs)},
-    }
-
-
-def changed_overrides(extra: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """The part of ``extra`` that changes ``entry`` (a raw zoo entry): what goes into :data:`sb3_regnorm.zoo.OVERRIDES`."""
-    out: dict[str, Any] = {}
-    for key, value in extra.items():
-        if key == "policy_kwargs":
-            old = entry.get("policy_kwargs", {})
-            defaults = {"activation_fn": "nn.ReLU" if entry.get("policy", "").startswith("sb3_regnorm.RNDQN") else "nn.Tanh"}
-            changed = {k: v for k, v in value.items() if old.get(k, defaults.get(k)) != v}
-            if changed:
-                out[key] = changed
-        elif entry.get(key, _MISSING) != value:
-            out[key] = value
-    return out
-
-
-def _summary(study: optuna.Study, meta: dict[str, Any]) -> dict[str, Any]:
-    """The study summary: budget, seeds, trials, best value and params, wall time, versions, command."""
-    trials = study.get_trials(deepcopy=False)
-    finished = [t for t in trials if t.state.is_finished()]
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value) if complete else None
-    starts = [t.datetime_start for t in finished if t.datetime_start is not None]
-    ends = [t.datetime_complete for t in finished if t.datetime_complete is not None]
-    counts = {state.name: sum(t.state == state for t in trials) for state in optuna.trial.TrialState}
-    return {
-        **meta,
-        "trials": {key: value for key, value in counts.items() if value},
-        "best_value": best.value if best else None,
-        "best_trial": best.number if best else None,
-        "best_params": best.params if best else None,
-        "zoo_overrides": changed_overrides(best.user_attrs.get("zoo_overrides", {}), meta.get("zoo_entry", {}))
-        if best
-        else None,
-        "best_norm": best.user_attrs.get("norm") if best else None,
-        "zoo_entry_value": complete[0].value if complete and complete[0].number == 0 else None,
-        "trial_time_s": round(sum(t.duration.total_seconds() for t in finished if t.duration is not None), 1),
-        "study_span_s": round((max(ends) - min(starts)).total_seconds(), 1) if starts and ends else 0.0,
-        "trial_table": [_trial_row(t) for t in trials],
-    }
-
-
-def _fmt(value: Any) -> str:
-    """Compact markdown cell text."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-    return "-" if value is None else str(value)
-
-
-def _markdown(summary: dict[str, Any]) -> str:
-    """The summary as a markdown page: key facts, then one row per trial."""
-    facts = [
-        ("study", summary["study_name"]),
-        ("algo / env / norm", f"{summary['algo']} / {summary['env']} / {summary['norm']}"),
-        ("trials", _fmt(summary["trials"])),
-        ("budget per trial", f"{summary['n_timesteps']} timesteps"),
-        ("evaluation", summary["evaluation"]),
-        ("best value", f"{_fmt(summary['best_value'])} (trial {_fmt(summary['best_trial'])})"),
-        ("zoo entry (trial 0)", _fmt(summary["zoo_entry_value"])),
-        ("best params", _fmt(summary["best_params"])),
-        ("zoo overrides", f"`{json.dumps(summary['zoo_overrides'])}`"),
-        ("seeds", summary["seeds"]),
-        ("fixed overrides", f"`{json.dumps(summary['fixed'])}`"),
-        ("wall time", f"{summary['study_span_s']:.0f} s (trials {summary['trial_time_s']:.0f} s)"),
-        ("storage", f"`{summary['storage']}`"),
-        ("versions", _fmt(summary["versions"])),
-        ("command", f"`{summary['command']}`"),
-    ]
-    lines = [f"# Study {summary['study_name']}", "", "| | |", "|---|---|"]
-    lines += [f"| {key} | {value} |" for key, value in facts]
-    lines += [
-        "",
-        "| trial | state | value | params | train seed | intermediate | fps | time (s) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in summary["trial_table"]:
-        cells = [row["number"], row["state"], _fmt(row["value"]), _fmt(row["params"]), row.get("train_seed")]
-        cells += [", ".join(_fmt(v) for v in row.get("intermediate", [])), row.get("fps"), _fmt(row["duration_s"])]
-        lines.append("| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in cells) + " |")
-    lines += ["", f"_{summary['protocol']}_", ""]
-    return "\n".join(lines)
-
-
-def write_summary(study: optuna.Study, meta: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``<out_dir>/<study name>.json`` and ``.md``; called after every trial so a killed study keeps its results."""
-    summary = _summary(study, meta)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / f"{meta['study_name']}.json", out / f"{meta['study_name']}.md"
-    json_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    md_path.write_text(_markdown(summary))
-    return json_path, md_path
 
 
 # ------------------------------------------------------------------------------------------ study
@@ -431,24 +342,24 @@ def _storage(url: str) -> str:
     return url
 
 
-def _meta(args: argparse.Namespace, command: str, base: dict[str, Any]) -> dict[str, Any]:
+def _meta(config: TuneConfig, base: dict[str, Any]) -> dict[str, Any]:
     """Facts about the study that do not come from the trials (``base``: the zoo entry the study starts from)."""
     return {
-        "study_name": args.study_name,
-        "algo": args.algo,
-        "env": args.env,
-        "norm": args.norm,
-        "n_timesteps": args.n_timesteps,
+        "study_name": config.study_name,
+        "algo": config.algo,
+        "env": config.env_id,
+        "norm": config.norm,
+        "n_timesteps": config.n_timesteps,
         "evaluation": (
-            f"{args.eval_episodes} episodes on {args.n_eval_envs} envs, {args.n_evaluations} evaluation(s) per trial, "
-            f"{'stochastic' if args.env in zoo.MINIGRID_IDS else 'deterministic'} actions"
+            f"{config.eval_episodes} episodes on {config.n_eval_envs} envs, {config.n_evaluations} evaluation(s) per "
+            f"trial, {'stochastic' if config.env_id in zoo.MINIGRID_IDS else 'deterministic'} actions"
         ),
-        "seeds": f"train {args.seed} + trial number; eval {args.seed + EVAL_SEED_OFFSET}",
-        "fixed": args.fixed,
+        "seeds": f"train {config.seed} + trial number; eval {config.seed + EVAL_SEED_OFFSET}",
+        "fixed": config.fixed,
         "zoo_entry": base,
-        "storage": args.storage,
-        "versions": _versions(),
-        "command": command,
+        "storage": config.storage,
+        "versions": studies.versions(),
+        "command": config.command,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocol": (
             f"Tuning seeds are >= {TUNING_SEED_MIN}; benchmark reports must use seeds 0..K-1 (K <= {TUNING_SEED_MIN}). "
@@ -457,67 +368,80 @@ def _meta(args: argparse.Namespace, command: str, base: dict[str, Any]) -> dict[
     }
 
 
-def run_study(args: argparse.Namespace) -> optuna.Study:
-    """Create or resume the study, enqueue the zoo entry as its first trial, optimize, and write the summary."""
-    entry_norm = "rn" if args.norm == "auto" else args.norm
-    zoo.build_policy(zoo.load_entry(args.algo, args.env, entry_norm, zoo_dir=None))  # fail before any trial
-    base = zoo.raw_entry(args.algo, args.env, entry_norm, args.fixed)
-    sampler = optuna.samplers.TPESampler(n_startup_trials=args.n_startup_trials, seed=args.seed)
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=args.n_startup_trials, n_warmup_steps=0)
-        if args.n_evaluations > 1
+def run_study(config: TuneConfig, objective: Callable[[optuna.Trial], float] | None = None) -> optuna.Study:
+    """Create or resume the study, enqueue the zoo entry as a new study's first trial, optimize, write the summary.
+
+    ``objective`` replaces the training objective (tests use a cheap one); the sampler is seeded with ``config.seed``
+    plus the number of trials already stored, so each resumption draws new parameters.
+    """
+    zoo.build_policy(zoo.load_entry(config.algo, config.env_id, config.entry_norm, zoo_dir=None))  # fail before any trial
+    base = zoo.raw_entry(config.algo, config.env_id, config.entry_norm, config.fixed)
+    study = optuna.create_study(
+        storage=_storage(config.storage), study_name=config.study_name, direction="maximize", load_if_exists=True
+    )
+    n_existing = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=config.seed + n_existing)
+    study.pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=config.n_startup_trials, n_warmup_steps=0)
+        if config.n_evaluations > 1
         else optuna.pruners.NopPruner()
     )
-    study = optuna.create_study(
-        storage=_storage(args.storage),
-        study_name=args.study_name,
-        direction="maximize",
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
-    if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(base_params(args.algo, base, args.norm))
-    command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
-    meta = _meta(args, command, base)
+    if n_existing == 0:
+        study.enqueue_trial(base_params(config.algo, base, config.norm))
+    meta = _meta(config, base)
+    out_dir = config.summary_dir or summary_dir(config.storage, config.log_folder)
 
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         meta["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_summary(study, meta, args.summary_dir)
+        study.set_user_attr(studies.META_KEY, meta)
+        write_summary(study, out_dir)
         print(f"[tune] trial {trial.number} {trial.state.name} value={trial.value} params={trial.params}", flush=True)
 
-    study.optimize(
-        _objective(args, base),
-        n_trials=args.n_trials,
-        timeout=args.timeout,
-        catch=(ValueError, RuntimeError, AssertionError),
-        callbacks=[on_trial_end],
-        gc_after_trial=True,
-    )
-    write_summary(study, meta, args.summary_dir)
+    study.set_user_attr(studies.META_KEY, meta)
+    try:
+        study.optimize(
+            objective or _objective(config, base),
+            n_trials=config.n_trials,
+            timeout=config.timeout,
+            catch=(Exception,),
+            callbacks=[on_trial_end],
+            gc_after_trial=True,
+        )
+    finally:  # also after Ctrl-C: the interrupted trial is stored as FAIL and shows in the summary
+        write_summary(study, out_dir)
     return study
 
 
+def promote(storage: str, study_name: str, out_dir: str | Path = DEFAULT_PROMOTE_DIR) -> tuple[Path, Path]:
+    """Write a stored study's summary into ``out_dir`` (``zoo/studies``): the one step that changes committed records."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError as exc:
+        raise ValueError(f"no study {study_name!r} in {storage}") from exc
+    return write_summary(study, out_dir)
+
+
+# ------------------------------------------------------------------------------------------ command line
 def _parse_fixed(items: list[str]) -> dict[str, Any]:
     """``--hp key=value`` pairs (YAML values) as fixed overrides of the zoo entry, e.g. ``gradient_steps=1``."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--hp expects key=value, got {item!r}")
-        out[key] = yaml.safe_load(value)
+            raise ValueError(f"--hp expects key=value, got {item!r}")
+        out = zoo.merge_overrides(out, {key: yaml.safe_load(value)})
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sb3_regnorm.tune", description=__doc__.split("\n\n")[0])
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--algo", required=True, choices=zoo.ALGOS)
     parser.add_argument("--env", required=True, help=f"one of {list(zoo.ENV_IDS)}")
     parser.add_argument("--norm", required=True, choices=[*NORMS, "auto"], help="auto: also sample the RN variant")
     parser.add_argument("--n-trials", type=int, default=8, help="trials to run in this invocation")
     parser.add_argument("--n-timesteps", type=int, required=True, help="training budget per trial")
-    parser.add_argument("--storage", default=None, help="optuna RDB URL (default sqlite:///logs/tuning/<study>.db)")
-    parser.add_argument("--study-name", default=None, help="default <algo>-<env>-<norm>")
+    parser.add_argument("--storage", default="", help="optuna RDB URL (default sqlite:///<log folder>/<study>.db)")
+    parser.add_argument("--study-name", default="", help="default <algo>-<env>-<norm>")
     parser.add_argument("--seed", type=int, default=TUNING_SEED_MIN, help=f"first training seed (>= {TUNING_SEED_MIN})")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--n-eval-envs", type=int, default=5)
@@ -526,35 +450,70 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=None, help="start no new trial after this many seconds")
     parser.add_argument("--hp", dest="fixed_items", nargs="*", default=[], metavar="KEY=VALUE", help="fixed overrides")
     parser.add_argument("--keep-callbacks", action="store_true", help="keep the entry's RegularityCallback (slower)")
-    parser.add_argument("--log-folder", default="logs/tuning", help="per-trial rl_zoo3 folders go under it")
-    parser.add_argument("--summary-dir", default=str(zoo.DEFAULT_ZOO_DIR / "studies"))
+    parser.add_argument("--log-folder", default=str(DEFAULT_LOG_FOLDER), help="per-trial rl_zoo3 folders go under it")
+    parser.add_argument("--summary-dir", default=None, help="default: the folder of the sqlite storage")
     parser.add_argument("--num-threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m sb3_regnorm.tune``."""
-    args = _parser().parse_args(argv)
-    if args.seed < TUNING_SEED_MIN:
-        print(f"error: tuning seeds must be >= {TUNING_SEED_MIN} (seeds 0..K-1 are for reports)", file=sys.stderr)
+def _promote_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"{prog} promote", description=promote.__doc__)
+    parser.add_argument("--study-name", required=True)
+    parser.add_argument("--storage", default="", help="default sqlite:///logs/tuning/<study>.db")
+    parser.add_argument("--to", default=str(DEFAULT_PROMOTE_DIR), help="default %(default)s")
+    return parser
+
+
+def _promote_main(argv: list[str], prog: str) -> int:
+    args = _promote_parser(prog).parse_args(argv)
+    storage = args.storage or f"sqlite:///{DEFAULT_LOG_FOLDER / args.study_name}.db"
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).is_file():
+        print(f"error: no study storage {storage}", file=sys.stderr)
         return 2
-    if args.n_evaluations < 1 or args.n_trials < 1 or args.n_timesteps < 1:
-        print("error: --n-evaluations, --n-trials and --n-timesteps must be >= 1", file=sys.stderr)
+    try:
+        for path in promote(storage, args.study_name, args.to):
+            print(path)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.fixed = _parse_fixed(args.fixed_items)
-    args.study_name = args.study_name or f"{args.algo}-{args.env}-{args.norm}"
-    args.storage = args.storage or f"sqlite:///logs/tuning/{args.study_name}.db"
+    return 0
+
+
+def config_from_args(args: argparse.Namespace, command: str = "") -> TuneConfig:
+    """The typed configuration of a parsed command line (raises ValueError on bad values)."""
+    return TuneConfig(
+        algo=args.algo, env_id=args.env, norm=args.norm, n_timesteps=args.n_timesteps, n_trials=args.n_trials,
+        storage=args.storage, study_name=args.study_name, seed=args.seed, eval_episodes=args.eval_episodes,
+        n_eval_envs=args.n_eval_envs, n_evaluations=args.n_evaluations, n_startup_trials=args.n_startup_trials,
+        timeout=args.timeout, fixed=_parse_fixed(args.fixed_items), keep_callbacks=args.keep_callbacks,
+        log_folder=Path(args.log_folder), summary_dir=Path(args.summary_dir) if args.summary_dir else None,
+        command=command,
+    )  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.tune") -> int:
+    """Entry point of ``python -m sb3_regnorm.tune`` and ``sb3-regnorm tune``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["promote"]:
+        return _promote_main(argv[1:], prog)
+    args = _parser(prog).parse_args(argv)
+    try:
+        config = config_from_args(args, command=" ".join([prog, shlex.join(argv)]))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     import torch
 
     torch.set_num_threads(args.num_threads)
     try:
-        study = run_study(args)
+        study = run_study(config)
     except zoo.ZooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         print(f"[tune] best value {study.best_value:.4g} with {study.best_params}")
+    print(f"[tune] summary: {config.summary_dir or summary_dir(config.storage, config.log_folder)}/{config.study_name}.md")
     return 0
 
 

@@ -8,20 +8,16 @@ does), with only the rollout sizes shrunk so a few hundred steps include gradien
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
 import torch
 import yaml
 
 from sb3_regnorm import zoo
 from sb3_regnorm.nets import NORMS
-from sb3_regnorm.tune import main as tune_main
-from sb3_regnorm.tune import params_to_extra
 
 torch.set_num_threads(1)
 
@@ -70,7 +66,7 @@ def test_write_regenerates_identical_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("algo", zoo.ALGOS)
 def test_arms_differ_only_in_norm_where_untuned(algo: str) -> None:
-    for env_id in zoo.ENV_IDS:
+    for env_id in zoo.entry_env_ids(algo):
         entries = {norm: zoo.raw_entry(algo, env_id, norm) for norm in NORMS}
         for norm, entry in entries.items():
             assert entry["policy_kwargs"]["norm"] == norm
@@ -93,7 +89,7 @@ def test_nonstationary_entries_share_lunar_lander_hyperparameters() -> None:
     for norm in NORMS:
         for algo in zoo.ALGOS:
             data = yaml.safe_load(zoo.zoo_path(algo, norm).read_text())
-            assert list(data) == list(zoo.ENV_IDS)
+            assert list(data) == list(zoo.entry_env_ids(algo))
             for env_id in zoo.NONSTATIONARY_IDS:
                 assert data[env_id] == data[zoo.LUNAR_LANDER]
 
@@ -103,19 +99,20 @@ def test_nonstationary_entries_share_lunar_lander_hyperparameters() -> None:
 @pytest.mark.parametrize("algo", zoo.ALGOS)
 def test_every_entry_trains_through_rl_zoo3(algo: str, norm: str, tmp_path: Path) -> None:
     policies = {"ppo": "RNActorCritic", "a2c": "RNActorCritic", "dqn": "RNDQN"}
-    for env_id in zoo.ENV_IDS:
+    for env_id in zoo.entry_env_ids(algo):
         model = _train(algo, env_id, norm, tmp_path)
         assert model.num_timesteps >= _N_TIMESTEPS
         assert type(model.policy).__name__.startswith(policies[algo])
         assert model.policy.norm == norm
         assert ("Cnn" in type(model.policy).__name__) == (env_id in zoo.MINIGRID_IDS)
-    assert len(list(tmp_path.glob(f"{algo}/*/*.zip"))) == len(zoo.ENV_IDS)
+    assert len(list(tmp_path.glob(f"{algo}/*/*.zip"))) == len(zoo.entry_env_ids(algo))
 
 
 # ------------------------------------------------------------------------------------------ check
 def test_check_accepts_the_committed_zoo(capsys: pytest.CaptureFixture[str]) -> None:
     assert zoo.main(["check"]) == 0
-    assert "checked 90 zoo entries: OK" in capsys.readouterr().out
+    n_entries = len(NORMS) * sum(len(zoo.entry_env_ids(algo)) for algo in zoo.ALGOS)
+    assert f"checked {n_entries} zoo entries: OK" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -154,7 +151,7 @@ def test_check_rejects_a_missing_class(key: str, old: str, new: str, tmp_path: P
         zoo.load_entry("ppo", "MiniGrid-DoorKey-5x5-v0", "rn", zoo_dir=tmp_path)
     assert str(path) in str(info.value)  # the message names the file and the entry
     errors = zoo.check_zoo(tmp_path, ["ppo"], ["MiniGrid-DoorKey-5x5-v0"], ["rn"], build=False)
-    assert any("out of date" in e for e in errors) and any(message in e for e in errors)
+    assert errors and all(message in e for e in errors)  # only the broken entry: a copied folder is never "out of date"
 
 
 def test_check_rejects_a_norm_that_contradicts_the_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,36 +168,59 @@ def test_load_entry_rejects_unknown_names() -> None:
         zoo.load_entry("ppo", zoo.LUNAR_LANDER, "bn")
 
 
-# ------------------------------------------------------------------------------------------ tuning
-def test_tune_runs_two_trials_into_a_sqlite_study(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    argv = ["--algo", "ppo", "--env", zoo.LUNAR_LANDER, "--norm", "rn", "--n-trials", "2", "--n-timesteps", "256"]
-    argv += ["--storage", storage, "--study-name", "tiny", "--seed", "1000", "--eval-episodes", "2", "--n-eval-envs", "2"]
-    argv += ["--hp", "n_envs=2", "n_steps=64", "--log-folder", str(tmp_path / "logs"), "--summary-dir", str(tmp_path)]
-    assert tune_main(argv) == 0
-    study = optuna.load_study(study_name="tiny", storage=storage)
-    assert len(study.trials) == 2
-    entry_lr = zoo.raw_entry("ppo", zoo.LUNAR_LANDER, "rn").get("learning_rate", 3e-4)  # 3e-4: SB3's PPO default
-    assert study.trials[0].params["learning_rate"] == pytest.approx(entry_lr)  # the zoo entry itself comes first
-    summary = json.loads((tmp_path / "tiny.json").read_text())
-    assert summary["n_timesteps"] == 256 and summary["fixed"] == {"n_envs": 2, "n_steps": 64}
-    assert len(summary["trial_table"]) == 2 and summary["best_value"] is not None
-    assert "| best value |" in (tmp_path / "tiny.md").read_text()
-    assert {t.user_attrs["train_seed"] for t in study.trials} == {1000, 1001}
+def test_check_passes_an_edited_copy_and_names_only_real_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _broken_copy(tmp_path, "learning_rate: 0.000676", "learning_rate: 0.0005")  # a user's own, valid change
+    assert "0.0005" in path.read_text()
+    argv = ["check", "--zoo", str(tmp_path), "--no-build"]
+    assert zoo.main(argv) == 0
+    out = capsys.readouterr()
+    assert "OK" in out.out and "out of date" not in out.err
+    path.write_text(path.read_text().replace("n_steps: 128", "n_steps: [128"))  # broken YAML
+    assert zoo.main(argv) == 2
+    assert "not valid YAML" in capsys.readouterr().err
 
 
-def test_tune_refuses_report_seeds(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--algo", "ppo", "--env", zoo.LUNAR_LANDER, "--norm", "rn", "--n-timesteps", "10", "--seed", "0"]
-    assert tune_main(argv) == 2
-    assert "tuning seeds must be >= 1000" in capsys.readouterr().err
+def test_check_validates_a_plain_rl_zoo3_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ppo.yml").write_text(
+        "CartPole-v1:\n  n_envs: 8\n  n_timesteps: 100000\n  policy: MlpPolicy\n"
+        "LunarLander-v3:\n  policy: sb3_regnorm.RNActorCriticPolicy\n"
+        "  policy_kwargs: dict(norm='rn', norm_kwargs=dict(momentum=2.0))\n"
+    )
+    assert zoo.main(["check", "--zoo", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "checked 2 zoo entries: 1 problem(s)" in captured.out
+    assert "LunarLander-v3" in captured.err and "momentum" in captured.err and "CartPole-v1" not in captured.err
 
 
-def test_sampled_values_map_to_zoo_overrides() -> None:
-    a2c = zoo.raw_entry("a2c", zoo.LUNAR_LANDER, "rn")
-    params = {"learning_rate": 0.000412345, "activation": "relu", "momentum": 0.01, "n_steps": 16, "ent_coef": 0.0}
-    extra = params_to_extra("a2c", a2c, params)
-    assert extra["learning_rate"] == "lin_0.000412"  # a linear schedule stays linear
-    assert extra["policy_kwargs"] == {"activation_fn": "nn.ReLU", "norm_kwargs": {"momentum": 0.01}}
-    rendered = zoo.entry("a2c", zoo.LUNAR_LANDER, "rn", extra)
-    assert rendered["policy_kwargs"] == "dict(norm='rn', activation_fn=nn.ReLU, norm_kwargs=dict(momentum=0.01))"
-    assert rendered["n_steps"] == 16
+def test_only_the_shipped_zoo_is_compared_with_the_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(zoo.DEFAULT_ZOO_DIR, tmp_path / "zoo", ignore=shutil.ignore_patterns("studies"))
+    path = tmp_path / "zoo" / "rn" / "a2c.yml"
+    path.write_text(path.read_text().replace("gamma: 0.995", "gamma: 0.99"))
+    assert zoo.check_zoo(tmp_path / "zoo", ["a2c"], None, ["rn"], build=False) == []
+    monkeypatch.chdir(tmp_path)  # now it is the default zoo (relative to the working directory)
+    errors = zoo.check_zoo(zoo.DEFAULT_ZOO_DIR, ["a2c"], None, ["rn"], build=False)
+    assert len(errors) == 1 and "out of date" in errors[0]
+
+
+def test_removed_entries_are_refused_with_the_reason() -> None:
+    for (algo, env_id), reason in zoo.REMOVED.items():
+        assert not zoo.has_entry(algo, env_id) and env_id not in zoo.entry_env_ids(algo)
+        with pytest.raises(zoo.ZooError, match="No zoo entry") as info:
+            zoo.raw_entry(algo, env_id, "rn")
+        assert reason in str(info.value)
+    assert all(zoo.has_entry("ppo", env_id) for env_id in zoo.ENV_IDS)
+
+
+def test_policy_kwargs_objects_match_rl_zoo3_eval() -> None:
+    raw = zoo.raw_entry("ppo", "MiniGrid-DoorKey-5x5-v0", "rn")["policy_kwargs"]
+    evaluated = zoo.load_entry("ppo", "MiniGrid-DoorKey-5x5-v0", "rn", zoo_dir=None).policy_kwargs
+    assert zoo.policy_kwargs_objects(raw) == evaluated
+    with pytest.raises(zoo.ZooError, match=r"not a torch\.nn class"):
+        zoo.policy_kwargs_objects({"activation_fn": "nn.NoSuchThing"})
+
+
+def test_merge_overrides_merges_policy_kwargs_key_by_key() -> None:
+    base = {"gamma": 0.99, "policy_kwargs": {"net_arch": [64], "norm_kwargs": {"momentum": 0.01, "eps": 1e-5}}}
+    merged = zoo.merge_overrides(base, {"gamma": 0.9, "policy_kwargs": {"norm_kwargs": {"momentum": None}}})
+    assert merged == {"gamma": 0.9, "policy_kwargs": {"net_arch": [64], "norm_kwargs": {"momentum": None, "eps": 1e-5}}}
+    assert base["policy_kwargs"]["norm_kwargs"]["momentum"] == 0.01  # inputs untouched

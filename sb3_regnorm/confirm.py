@@ -1,0 +1,189 @@
+"""Confirm a zoo entry at its full budget on report seeds, and record the result in ``zoo/studies/confirmations.json``.
+
+Why: a tuned value is picked on one tuning seed (>= 1000) at a short budget, so it is optimistic. Before an entry is
+adopted (and before the README quotes it) it is retrained from scratch at its own ``n_timesteps`` on seeds 0, 1, 2 and
+scored on evaluation envs seeded at :data:`sb3_regnorm.training.EVAL_SEED_OFFSET` + 100 x seed (never a training
+seed), deterministic for LunarLander and stochastic for MiniGrid, as rl_zoo3 does.
+
+Usage::
+
+    sb3-regnorm confirm --algo ppo --env LunarLander-v3 --norm rn [--seeds 0 1 2] [--out zoo/studies/confirmations.json]
+
+The record is rewritten after every seed (a killed run keeps its finished seeds); a record whose ``entry`` differs
+from the current zoo entry is stale and is replaced, not extended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from sb3_regnorm import zoo
+from sb3_regnorm.nets import NORMS
+
+__all__ = ["DEFAULT_OUT", "ConfirmSettings", "confirm", "find_record", "load_records", "main", "record_key"]
+
+DEFAULT_OUT: Final = Path("zoo/studies/confirmations.json")
+"""Relative to the working directory (the checkout's root for the committed records)."""
+_EPISODES: Final = {True: 50, False: 20}  # MiniGrid (short, noisy 0-1 returns), LunarLander
+
+
+@dataclass(frozen=True)
+class ConfirmSettings:
+    """One confirmation: which entry, which report seeds, how many evaluation episodes, where runs and records go."""
+
+    algo: str
+    env_id: str
+    norm: str
+    seeds: tuple[int, ...] = (0, 1, 2)
+    eval_episodes: int = 0  # 0: 50 for MiniGrid, 20 otherwise
+    n_eval_envs: int = 5
+    log_folder: Path = Path("logs/confirm")
+    out: Path = DEFAULT_OUT
+    command: str = ""
+    n_timesteps: int = 0  # 0: the entry's own budget (anything else is a smoke test, not a confirmation)
+
+    def episodes(self) -> int:
+        return self.eval_episodes or _EPISODES[self.env_id in zoo.MINIGRID_IDS]
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, str, str, int]:
+    """(algo, env, norm, n_timesteps): one record per entry and budget."""
+    return record["algo"], record["env"], record["norm"], int(record["n_timesteps"])
+
+
+def load_records(path: str | Path = DEFAULT_OUT) -> list[dict[str, Any]]:
+    """The records of ``path`` (an empty list when it does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = json.loads(path.read_text())
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a JSON list of confirmation records")
+    return records
+
+
+def find_record(records: list[dict[str, Any]], algo: str, env_id: str, norm: str) -> dict[str, Any] | None:
+    """The record of the current zoo entry (same budget and hyperparameters), or None."""
+    current = _comparable_entry(algo, env_id, norm)
+    for record in records:
+        if (record["algo"], record["env"], record["norm"]) == (algo, env_id, norm) and record.get("entry") == current:
+            return record
+    return None
+
+
+def _comparable_entry(algo: str, env_id: str, norm: str) -> dict[str, Any]:
+    """The entry as JSON data without the monitoring callback (which does not change what is learned)."""
+    from sb3_regnorm.training import python_entry
+
+    entry = python_entry(zoo.raw_entry(algo, env_id, norm), keep_callbacks=False)
+    entry["policy_kwargs"] = zoo.raw_entry(algo, env_id, norm)["policy_kwargs"]
+    return json.loads(json.dumps(entry, default=str))
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write atomically (a reader never sees half a file), records sorted for stable diffs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = sorted(records, key=record_key)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _run_seed(settings: ConfirmSettings, entry: dict[str, Any], seed: int) -> tuple[float, float]:
+    """Train the entry on ``seed`` at its full budget; (mean, std) evaluation return."""
+    from sb3_regnorm.training import EVAL_SEED_OFFSET, EvalSettings, evaluate_model, python_entry, setup_model
+
+    model, manager = setup_model(
+        settings.algo, settings.env_id, python_entry(entry, keep_callbacks=False), seed, settings.log_folder
+    )
+    try:
+        model.learn(int(entry["n_timesteps"]))
+    finally:
+        model.env.close() if model.env is not None else None
+    eval_settings = EvalSettings(settings.episodes(), settings.n_eval_envs, EVAL_SEED_OFFSET + 100 * seed)
+    return evaluate_model(model, manager, eval_settings)
+
+
+def confirm(settings: ConfirmSettings) -> dict[str, Any]:
+    """Train and score the current zoo entry on every seed, rewriting its record after each; return the record."""
+    if any(seed >= 1000 for seed in settings.seeds):
+        raise ValueError("seeds >= 1000 are tuning seeds; confirm on report seeds 0..K-1")
+    entry = zoo.raw_entry(settings.algo, settings.env_id, settings.norm)
+    if settings.n_timesteps:
+        entry["n_timesteps"] = settings.n_timesteps
+    comparable = {**_comparable_entry(settings.algo, settings.env_id, settings.norm), "n_timesteps": entry["n_timesteps"]}
+    record: dict[str, Any] = {
+        "algo": settings.algo,
+        "env": settings.env_id,
+        "norm": settings.norm,
+        "n_timesteps": int(entry["n_timesteps"]),
+        "seeds": [],
+        "returns": [],
+        "stds": [],
+        "train_s": [],
+        "evaluation": (
+            f"{settings.episodes()} episodes on {settings.n_eval_envs} envs seeded {100_000} + 100 x seed, "
+            f"{'stochastic' if settings.env_id in zoo.MINIGRID_IDS else 'deterministic'} actions"
+        ),
+        "tuned": bool(zoo.tuned_overrides(settings.algo, settings.env_id, settings.norm)),
+        "entry": comparable,
+        "command": settings.command,
+    }
+    for seed in settings.seeds:
+        start = time.perf_counter()
+        mean, std = _run_seed(settings, entry, seed)
+        record["seeds"].append(seed)
+        record["returns"].append(round(mean, 4))
+        record["stds"].append(round(std, 4))
+        record["train_s"].append(round(time.perf_counter() - start, 1))
+        record["mean"] = round(statistics.fmean(record["returns"]), 4)
+        others = [r for r in load_records(settings.out) if record_key(r) != record_key(record)]
+        _write(settings.out, [*others, record])
+        print(f"[confirm] {settings.algo} {settings.env_id} {settings.norm} seed {seed}: {mean:.4g} +- {std:.3g}", flush=True)
+    return record
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algo", required=True, choices=zoo.ALGOS)
+    parser.add_argument("--env", required=True, choices=zoo.ENV_IDS)
+    parser.add_argument("--norm", required=True, choices=NORMS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--eval-episodes", type=int, default=0, help="0: 50 for MiniGrid, 20 otherwise")
+    parser.add_argument("--n-timesteps", type=int, default=0, help="0: the entry's budget (else a smoke test)")
+    parser.add_argument("--log-folder", default="logs/confirm")
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.confirm") -> int:
+    """Entry point of ``sb3-regnorm confirm`` and ``python -m sb3_regnorm.confirm``; returns the exit status."""
+    args = _parser(prog).parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    words = ["--algo", args.algo, "--env", args.env, "--norm", args.norm, "--seeds", *map(str, args.seeds)]
+    settings = ConfirmSettings(
+        args.algo, args.env, args.norm, tuple(args.seeds), args.eval_episodes, log_folder=Path(args.log_folder),
+        out=Path(args.out), command=f"{prog} {shlex.join(words)}", n_timesteps=args.n_timesteps,
+    )  # fmt: skip
+    try:
+        record = confirm(settings)
+    except (zoo.ZooError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[confirm] mean over seeds {record['seeds']}: {record['mean']:.4g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Tuning that never loses anything: resumed studies continue the sampler, failing trials are recorded, summaries stay
+next to their storage until promoted. Every study here trains real agents through rl_zoo3 at a tiny budget."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+
+from sb3_regnorm import tune, zoo
+from sb3_regnorm.tune import TuneConfig, params_to_extra
+from sb3_regnorm.tune import main as tune_main
+
+torch.set_num_threads(1)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# A2C on LunarLander: 8 envs x 5 steps = one update per 40 steps; one short deterministic evaluation episode.
+_TINY = ["--algo", "a2c", "--env", zoo.LUNAR_LANDER, "--norm", "rn", "--n-timesteps", "40", "--n-evaluations", "1"]
+_TINY += ["--eval-episodes", "1", "--n-eval-envs", "1", "--hp", "n_envs=8"]
+
+
+def _argv(tmp_path: Path, n_trials: int, *extra: str) -> list[str]:
+    storage = f"sqlite:///{tmp_path / 'tuning' / 'study.db'}"
+    return [*_TINY, "--n-trials", str(n_trials), "--storage", storage, "--study-name", "tiny", *extra]
+
+
+def _study(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tuning' / 'study.db'}")
+
+
+def test_resumed_study_continues_the_sampler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for _ in range(3):  # one run, then resumed twice
+        assert tune_main(_argv(tmp_path, 2)) == 0
+    trials = _study(tmp_path).trials
+    assert [t.number for t in trials] == list(range(6))  # no lost trials
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    params = [tuple(sorted(t.params.items(), key=lambda kv: kv[0])) for t in trials]
+    assert len(set(params)) == len(params), f"repeated parameters: {params}"
+    assert trials[0].params["learning_rate"] == pytest.approx(0.000482)  # the (tuned) zoo entry itself comes first
+    assert [t.user_attrs["train_seed"] for t in trials] == list(range(1000, 1006))
+    summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
+    assert [row["number"] for row in summary["trial_table"]] == list(range(6))
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tune._train_trial
+
+    def overflow_on_trial_1(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seed: int) -> float:
+        if trial.number == 1:
+            raise FloatingPointError("RegularityNorm: overflow in the normalizer")
+        return real(config, trial, entry, seed)
+
+    monkeypatch.setattr(tune, "_train_trial", overflow_on_trial_1)
+    monkeypatch.chdir(tmp_path)
+    assert tune_main(_argv(tmp_path, 3)) == 0
+    states = [t.state for t in _study(tmp_path).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
+    assert summary["trials"] == {"COMPLETE": 2, "FAIL": 1}
+    failed = summary["trial_table"][1]
+    assert failed["state"] == "FAIL" and failed["error"].startswith("FloatingPointError: RegularityNorm: overflow")
+    assert "FloatingPointError" in (tmp_path / "tuning" / "tiny.md").read_text()
+
+
+def test_tuning_in_a_fresh_clone_leaves_zoo_studies_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    studies = tmp_path / "zoo" / "studies"
+    studies.mkdir(parents=True)
+    record = studies / "a2c-LunarLander-v3-rn.json"
+    record.write_text('{"adopted": "8 trials"}\n')
+    before = hashlib.sha256(record.read_bytes()).hexdigest()
+    monkeypatch.chdir(tmp_path)  # all defaults: storage, log folder and summary go under ./logs/tuning
+    assert tune_main([*_TINY, "--n-trials", "1"]) == 0
+    assert hashlib.sha256(record.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in studies.iterdir()) == ["a2c-LunarLander-v3-rn.json"]
+    logs = tmp_path / "logs" / "tuning"
+    assert {"a2c-LunarLander-v3-rn.db", "a2c-LunarLander-v3-rn.json", "a2c-LunarLander-v3-rn.md"} <= {
+        p.name for p in logs.iterdir()
+    }
+    summary = json.loads((logs / "a2c-LunarLander-v3-rn.json").read_text())
+    assert summary["command"].startswith("python -m sb3_regnorm.tune --algo a2c")  # rerunnable anywhere
+    assert summary["storage"] == "sqlite:///logs/tuning/a2c-LunarLander-v3-rn.db"
+    # only the explicit promote step writes into zoo/studies
+    assert tune_main(["promote", "--study-name", "a2c-LunarLander-v3-rn"]) == 0
+    promoted = json.loads(record.read_text())
+    assert promoted["study_name"] == "a2c-LunarLander-v3-rn" and promoted["trials"] == {"COMPLETE": 1}
+    assert (studies / "a2c-LunarLander-v3-rn.md").is_file()
+
+
+def test_promote_refuses_a_missing_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["promote", "--study-name", "nope", "--storage", f"sqlite:///{tmp_path / 'nope.db'}", "--to", str(tmp_path)]
+    assert tune_main(argv) == 2
+    assert "no study storage" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_tune_refuses_report_seeds(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--algo", "ppo", "--env", zoo.LUNAR_LANDER, "--norm", "rn", "--n-timesteps", "10", "--seed", "0"]
+    assert tune_main(argv) == 2
+    assert "tuning seeds must be >= 1000" in capsys.readouterr().err
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="Unknown algo"):
+        TuneConfig("sac", zoo.LUNAR_LANDER, "rn", n_timesteps=10)
+    with pytest.raises(ValueError, match=">= 1"):
+        TuneConfig("ppo", zoo.LUNAR_LANDER, "rn", n_timesteps=0)
+    config = TuneConfig("ppo", zoo.LUNAR_LANDER, "rn", n_timesteps=10)
+    assert config.study_name == "ppo-LunarLander-v3-rn"
+    assert config.storage == "sqlite:///logs/tuning/ppo-LunarLander-v3-rn.db"
+    assert tune.summary_dir(config.storage) == Path("logs/tuning")
+
+
+def test_sampled_values_map_to_zoo_overrides() -> None:
+    a2c = zoo.raw_entry("a2c", zoo.LUNAR_LANDER, "rn")
+    params = {"learning_rate": 0.000412345, "activation": "relu", "momentum": 0.01, "n_steps": 16, "ent_coef": 0.0}
+    extra = params_to_extra("a2c", a2c, params)
+    assert extra["learning_rate"] == "lin_0.000412"  # a linear schedule stays linear
+    assert extra["policy_kwargs"] == {"activation_fn": "nn.ReLU", "norm_kwargs": {"momentum": 0.01}}
+    rendered = zoo.entry("a2c", zoo.LUNAR_LANDER, "rn", extra)
+    assert rendered["policy_kwargs"] == "dict(norm='rn', activation_fn=nn.ReLU, norm_kwargs=dict(momentum=0.01))"
+    assert rendered["n_steps"] == 16
