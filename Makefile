@@ -26,18 +26,20 @@ SEED ?= 0
 TRAIN_ARGS ?=
 train: install
 	$(PY) -m rl_zoo3.train --algo $(ALGO) --env $(ENV) --gym-packages sb3_regnorm -conf zoo/$(NORM)/$(ALGO).yml \
-		-tb logs/tb -f logs/zoo --num-threads 1 --seed $(SEED) --eval-freq -1 $(TRAIN_ARGS)
+		-tb logs/tb -f logs/zoo --num-threads 1 --seed $(SEED) --eval-freq -1 -P $(TRAIN_ARGS)
 
-# Validate every zoo entry (env ids, classes, policy_kwargs) without training.
+# Validate every zoo entry (env ids, classes, policy_kwargs) and that zoo/ equals its generator, without training.
+# `$(PY) -m sb3_regnorm zoo check --zoo DIR` validates any folder of rl_zoo3 files (your own zoo).
 zoo-check: install
-	$(PY) -m sb3_regnorm.zoo check
+	$(PY) -m sb3_regnorm zoo check
 
-# Tune one zoo entry with optuna (SQLite study under logs/tuning/); e.g. `make tune ALGO=a2c NORM=rn TRIALS=8`.
+# Tune one zoo entry with optuna; e.g. `make tune ALGO=a2c NORM=rn TRIALS=8`. The SQLite study and its summary
+# (.json/.md) go to logs/tuning/; rerunning resumes the study. zoo/studies/ changes only through
+# `$(PY) -m sb3_regnorm tune promote --study-name <study>`.
 TRIALS ?= 8
 TUNE_STEPS ?= 150000
 tune: install
-	mkdir -p logs/tuning
-	$(PY) -m sb3_regnorm.tune --algo $(ALGO) --env $(ENV) --norm $(NORM) --n-trials $(TRIALS) --n-timesteps $(TUNE_STEPS) \
+	$(PY) -m sb3_regnorm tune --algo $(ALGO) --env $(ENV) --norm $(NORM) --n-trials $(TRIALS) --n-timesteps $(TUNE_STEPS) \
 		--storage sqlite:///logs/tuning/$(ALGO)-$(ENV)-$(NORM).db --study-name $(ALGO)-$(ENV)-$(NORM) --seed 1000
 
 # CI (.ci/run): lint, formatting, types and the documentation build, then the fast tests.
