@@ -5,11 +5,13 @@ Importing the package registers its non-stationary gymnasium environments (see :
 """
 
 from sb3_regnorm.callbacks import RegularityCallback
+from sb3_regnorm.diagnostics import DiagnosticsCallback
 from sb3_regnorm.envs import NonStationaryLunarLander, ObservationShiftWrapper, minigrid_image_env, register_envs
 from sb3_regnorm.extractors import MinigridCNN, RNMlpExtractor
 from sb3_regnorm.layers import VARIANTS, RegularityNorm, find_regularity_norms
 from sb3_regnorm.nets import NORMS
 from sb3_regnorm.policies import RNActorCriticCnnPolicy, RNActorCriticPolicy, RNDQNCnnPolicy, RNDQNPolicy
+from sb3_regnorm.probes import RegularityProbeCallback
 from sb3_regnorm.version import __version__
 
 register_envs()
@@ -17,6 +19,7 @@ register_envs()
 __all__ = [
     "NORMS",
     "VARIANTS",
+    "DiagnosticsCallback",
     "MinigridCNN",
     "NonStationaryLunarLander",
     "ObservationShiftWrapper",
@@ -27,6 +30,7 @@ __all__ = [
     "RNMlpExtractor",
     "RegularityCallback",
     "RegularityNorm",
+    "RegularityProbeCallback",
     "__version__",
     "find_regularity_norms",
     "minigrid_image_env",

@@ -1,4 +1,4 @@
-"""RegularityCallback: tags, cadence, probes that change nothing, diagnostics, plots, a live TensorBoard and rl_zoo3."""
+"""RegularityCallback: tags, cadence, stamped csv/json rows, training-time values, plots, a live TensorBoard, rl_zoo3."""
 
 from __future__ import annotations
 
@@ -17,39 +17,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_vec_env
-from tensorboard.backend.event_processing import event_accumulator
-from torch import nn
+from stable_baselines3.common.type_aliases import MaybeCallback
 
-from sb3_regnorm import RegularityNorm, minigrid_image_env
-from sb3_regnorm.callbacks import RegularityCallback, dormant_fraction, short_name, srank, tanh_saturation
+from sb3_regnorm import DiagnosticsCallback, RegularityCallback
+from sb3_regnorm.callbacks import short_name
 from sb3_regnorm.plotting import find_runs, main
 from sb3_regnorm.policies import RNActorCriticPolicy, RNDQNPolicy
+from tests.monitoring_utils import (
+    ENV_ID,
+    RN_TAG_FIELDS,
+    column,
+    make_model,
+    read_csv,
+    read_events,
+    read_json,
+    rn_policy_kwargs,
+    steps_of,
+)
 
 torch.set_num_threads(1)
-
-ENV_ID = "CartPole-v1"
-RN_TAG_FIELDS = ("code_length", "comp", "mean", "std", "gain")
-
-
-class RNExtractor(nn.Sequential):
-    """Flatten -> Linear(obs, 16) -> RegularityNorm -> Tanh: an RN network for PPO, A2C and DQN alike."""
-
-    def __init__(self, observation_space: gym.spaces.Box, variant: str = "rn") -> None:
-        obs_dim = int(np.prod(observation_space.shape))
-        super().__init__(nn.Flatten(), nn.Linear(obs_dim, 16), RegularityNorm(16, variant), nn.Tanh())
-        self.features_dim = 16
-
-
-def rn_policy_kwargs(variant: str) -> dict[str, Any]:
-    return dict(features_extractor_class=RNExtractor, features_extractor_kwargs=dict(variant=variant), net_arch=[16])
 
 
 @dataclass
@@ -61,61 +52,36 @@ class TrainedRun:
     histograms: list[str]
 
 
-def read_events(run_dir: Path) -> tuple[dict[str, list[Any]], list[str]]:
-    """All scalar events by tag and the histogram tags of one run, through TensorBoard's own reader."""
-    acc = event_accumulator.EventAccumulator(
-        str(run_dir), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.HISTOGRAMS: 0}
-    )
-    acc.Reload()
-    tags = acc.Tags()
-    return {tag: acc.Scalars(tag) for tag in tags["scalars"]}, list(tags["histograms"])
-
-
-def train(
-    algo: type[BaseAlgorithm], tb_root: Path, callback: RegularityCallback | None, steps: int, **kwargs: Any
-) -> BaseAlgorithm:
-    n_envs = 1 if algo is DQN else 2
-    policy = kwargs.pop("policy", "MlpPolicy")
-    model = algo(policy, make_vec_env(ENV_ID, n_envs=n_envs, seed=0), seed=0, tensorboard_log=str(tb_root), **kwargs)
-    model.learn(steps, callback=callback)
-    return model
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TrainedRun]:
-    """PPO (rln, every rollout, verbose stdout), A2C (rn, every 50 calls) and DQN (rln) trained once for the module."""
+    """PPO (rln, every rollout, diagnostics, stdout+tb+csv+json), A2C (rn, every 100 steps, tb+csv) and DQN (rln, with a
+    separate DiagnosticsCallback in a callback list, tb+json), trained once for the module."""
     root = tmp_path_factory.mktemp("tb")
-    configs: dict[str, tuple[type[BaseAlgorithm], int, RegularityCallback, dict[str, Any]]] = {
-        "ppo": (
-            PPO,
-            1280,
-            RegularityCallback(log_freq=1, diagnostics_freq=40, diagnostics_batch_size=128),
-            dict(n_steps=64, batch_size=32, n_epochs=2, verbose=1, policy_kwargs=rn_policy_kwargs("rln")),
-        ),
-        "a2c": (A2C, 1000, RegularityCallback(log_freq=50), dict(policy_kwargs=rn_policy_kwargs("rn"))),
-        "dqn": (
+    ppo_cb = RegularityCallback(log_freq=1, diagnostics_freq=80, diagnostics_batch_size=128)
+    a2c_cb = RegularityCallback(log_freq=100)
+    dqn_cb = RegularityCallback(log_freq=100)
+    ppo_kwargs = dict(n_steps=64, batch_size=32, n_epochs=2, verbose=1, policy_kwargs=rn_policy_kwargs("rln"))
+    dqn_kwargs = dict(learning_starts=100, train_freq=4, buffer_size=500, target_update_interval=100)
+    configs: list[tuple[str, type[BaseAlgorithm], int, RegularityCallback, MaybeCallback, tuple[str, ...], dict[str, Any]]] = [
+        ("ppo", PPO, 1280, ppo_cb, ppo_cb, ("stdout", "tensorboard", "csv", "json"), ppo_kwargs),
+        ("a2c", A2C, 1000, a2c_cb, a2c_cb, ("tensorboard", "csv"), dict(policy_kwargs=rn_policy_kwargs("rn"))),
+        (
+            "dqn",
             DQN,
             1500,
-            RegularityCallback(log_freq=100, diagnostics_freq=100, diagnostics_batch_size=128),
-            dict(
-                learning_starts=100,
-                train_freq=4,
-                buffer_size=500,
-                target_update_interval=100,
-                policy_kwargs=rn_policy_kwargs("rln"),
-            ),
+            dqn_cb,
+            [dqn_cb, DiagnosticsCallback(log_freq=100, batch_size=128)],
+            ("tensorboard", "json"),
+            dict(dqn_kwargs, policy_kwargs=rn_policy_kwargs("rln")),
         ),
-    }
+    ]
     out = {}
-    for key, (algo, steps, callback, kwargs) in configs.items():
-        model = train(algo, root, callback, steps, **kwargs)
+    for key, algo, steps, callback, learn_callback, formats, kwargs in configs:
         path = root / f"{algo.__name__}_1"
+        model = make_model(algo, path, formats, **kwargs)
+        model.learn(steps, callback=learn_callback)
         out[key] = TrainedRun(model, callback, path, *read_events(path))
     return out
-
-
-def steps_of(events: list[Any]) -> list[int]:
-    return [event.step for event in events]
 
 
 def assert_regnorm_tags(run: TrainedRun, short: str) -> None:
@@ -147,27 +113,14 @@ def test_short_name(path: str, short: str) -> None:
     assert short_name(path) == short
 
 
-def test_metrics_on_known_matrices() -> None:
-    h = torch.tensor([[1.0, 0.0, 0.01, 2.0], [3.0, 0.0, -0.01, -2.0]])  # unit scores 2, 0, 0.01, 2 (mean 1.0025)
-    assert dormant_fraction(h, 0.0) == 0.25
-    assert dormant_fraction(h, 0.025) == 0.5
-    conv = torch.zeros(4, 3, 2, 2)
-    conv[:, 0] = 1.0
-    assert dormant_fraction(conv, 0.0) == pytest.approx(2 / 3)
-    assert tanh_saturation(torch.tensor([[0.995, -0.999, 0.5, 0.0]])) == 0.5
-    gen = torch.Generator().manual_seed(0)
-    rank2 = torch.randn(64, 2, generator=gen) @ torch.randn(2, 10, generator=gen)
-    assert srank(rank2) == 2
-    assert srank(torch.eye(8)) == 8
-    assert srank(torch.zeros(5, 3)) == 0
-
-
 def test_keyword_only_yaml_friendly_arguments() -> None:
     callback = RegularityCallback(**{"log_freq": 500, "probe": True, "probe_variant": "rln", "diagnostics_freq": 10})
-    assert callback.log_freq == 500 and callback.probe
+    assert callback.log_freq == 500 and callback.probe_callback is not None and callback.probe_callback.variant == "rln"
+    assert callback.diagnostics_callback is not None and callback.diagnostics_callback.log_freq == 10
+    assert RegularityCallback().log_freq is None and not RegularityCallback().children
     with pytest.raises(TypeError):
         RegularityCallback(500)  # type: ignore[misc]
-    for bad in ({"log_freq": 0}, {"diagnostics_freq": -1}, {"probe_variant": "bn"}, {"log_freq": True}):
+    for bad in ({"log_freq": 0}, {"diagnostics_freq": -1}, {"probe_variant": "bn"}, {"log_freq": True}, {"log_freq": 1.5}):
         with pytest.raises(ValueError):
             RegularityCallback(**bad)
 
@@ -188,10 +141,10 @@ def test_ppo_logs_after_every_train_and_leaves_sb3_dumps_alone(runs: dict[str, T
     assert all(e.value > 0 for e in run.scalars["regnorm/fe.2/std"])
 
 
-def test_a2c_logs_every_log_freq_calls(runs: dict[str, TrainedRun]) -> None:
+def test_a2c_logs_every_log_freq_timesteps(runs: dict[str, TrainedRun]) -> None:
     run = runs["a2c"]
     assert_regnorm_tags(run, "fe.2")
-    # n_steps=5, n_envs=2, log_freq=50 calls: the rollout end that reaches each multiple of 50 calls = 100 timesteps.
+    # n_steps=5 and 2 envs: rollouts of 10 timesteps; log_freq=100 timesteps logs at the rollout end reaching each 100.
     assert steps_of(run.scalars["regnorm/fe.2/code_length"]) == list(range(100, 1001, 100))
     assert not run.histograms  # rn: one code length per layer, no histogram
 
@@ -205,6 +158,18 @@ def test_dqn_logs_online_and_target(runs: dict[str, TrainedRun]) -> None:
     assert steps_of(run.scalars["regnorm/qtfe.2/code_length"])[0] >= 200
     assert {"regnorm/qfe.2/code_length_hist", "regnorm/qtfe.2/code_length_hist"} <= set(run.histograms)
     assert "train/loss" in run.scalars and "rollout/exploration_rate" in run.scalars
+
+
+def test_a2c_with_8_envs_gets_a_curve(tmp_path: Path) -> None:
+    """A2C, 8 envs, 4000 steps: log_freq counts timesteps (4 logs at 1000), the default gives one per rollout here."""
+    monitor = RegularityCallback()
+    model = make_model(A2C, tmp_path, n_envs=8, policy_kwargs=rn_policy_kwargs("rn"))
+    model.learn(4000, callback=[monitor, DiagnosticsCallback(log_freq=1000, batch_size=64)])
+    scalars, _ = read_events(tmp_path)
+    assert monitor.every == 40  # (4000 - 0) // 100
+    # Rollouts of 8 x 5 = 40 steps: the default logs at every rollout end after the first train().
+    assert steps_of(scalars["regnorm/fe.2/code_length"]) == list(range(80, 4001, 40))
+    assert steps_of(scalars["diag/fe.3/srank"]) == [1000, 2000, 3000, 4000]
 
 
 class TrainTimeChecker(BaseCallback):
@@ -235,7 +200,7 @@ class TrainTimeChecker(BaseCallback):
 @pytest.mark.parametrize("variant", ["rn", "rln"])
 def test_logged_values_are_training_time_values(variant: str) -> None:
     """Eval forwards (rollouts, predict) overwrite last_code_length; the callback keeps the training-time value."""
-    model = A2C("MlpPolicy", make_vec_env(ENV_ID, n_envs=2, seed=0), seed=0, policy_kwargs=rn_policy_kwargs(variant))
+    model = make_model(A2C, policy_kwargs=rn_policy_kwargs(variant))
     monitor = RegularityCallback(log_freq=1)
     checker = TrainTimeChecker(monitor)
     model.learn(100, callback=[checker, monitor])
@@ -246,22 +211,15 @@ def test_package_policies_names_capped_gain_and_no_duplicate_probes(tmp_path: Pa
     """RNActorCriticPolicy / RNDQNPolicy layers get pi/vf/q/qt tags; Linears already followed by an RN get no probe."""
     policy_kwargs = dict(net_arch=[16, 16], norm="rn", norm_kwargs=dict(max_gain=1.0))
     ppo_cb = RegularityCallback(probe=True, log_freq=1)
-    ppo = train(
-        PPO,
-        tmp_path,
-        ppo_cb,
-        384,
-        policy=RNActorCriticPolicy,
-        n_steps=64,
-        batch_size=64,
-        n_epochs=1,
-        policy_kwargs=policy_kwargs,
+    ppo = make_model(
+        PPO, tmp_path / "PPO_1", policy=RNActorCriticPolicy, n_steps=64, batch_size=64, n_epochs=1, policy_kwargs=policy_kwargs
     )
+    ppo.learn(384, callback=ppo_cb)
     dqn_cb = RegularityCallback(probe=True, log_freq=50)
     dqn_kwargs = dict(
         learning_starts=50, train_freq=4, buffer_size=500, target_update_interval=50, policy_kwargs=dict(net_arch=[16])
     )
-    train(DQN, tmp_path, dqn_cb, 300, policy=RNDQNPolicy, **dqn_kwargs)
+    make_model(DQN, tmp_path / "DQN_1", policy=RNDQNPolicy, **dqn_kwargs).learn(300, callback=dqn_cb)
     assert not ppo_cb.probes and not dqn_cb.probes
     ppo_scalars, _ = read_events(tmp_path / "PPO_1")
     dqn_scalars, _ = read_events(tmp_path / "DQN_1")
@@ -273,6 +231,7 @@ def test_package_policies_names_capped_gain_and_no_duplicate_probes(tmp_path: Pa
         assert gains == pytest.approx([min(v, 1.0) for v in lengths], rel=1e-6)
     assert max(e.value for e in ppo_scalars["regnorm/pi.1/code_length"]) > 1.0  # the cap is exercised
     assert isinstance(ppo.policy, RNActorCriticPolicy)
+    assert all(not m._forward_hooks for m in ppo.policy.modules())  # hooks removed at training end
 
 
 # ---------------------------------------------------------------------------------------------- diagnostics
@@ -288,10 +247,14 @@ def test_diagnostics_tags_and_ranges(runs: dict[str, TrainedRun]) -> None:
             ranks = [e.value for e in run.scalars[f"diag/{short}/srank"]]
             assert ranks and all(1 <= r <= 16 for r in ranks)
     assert not any(tag.startswith("diag/qt") for tag in runs["dqn"].scalars)  # the target is not diagnosed
+    # PPO: at rollout ends (every 128 steps), once the 128-observation batch is full (the first rollout end).
+    assert steps_of(runs["ppo"].scalars["diag/pi.1/srank"]) == list(range(128, 1281, 128))
 
 
 def test_diagnostics_change_nothing(runs: dict[str, TrainedRun]) -> None:
     run = runs["ppo"]
+    diagnostics = run.callback.diagnostics_callback
+    assert diagnostics is not None and diagnostics.obs_batch is not None and diagnostics.obs_batch.shape == (128, 4)
     policy = run.model.policy
     policy.set_training_mode(True)
     policy.features_extractor[3].eval()  # an odd mix of modes that must come back as it was
@@ -299,8 +262,8 @@ def test_diagnostics_change_nothing(runs: dict[str, TrainedRun]) -> None:
     state = {k: v.clone() for k, v in policy.state_dict().items()}
     rng = torch.get_rng_state()
     logged = run.callback.regnorm_values()
-    diagnostics = run.callback.compute_diagnostics()
-    assert diagnostics and set(diagnostics) == {t for t in run.scalars if t.startswith("diag/")}
+    values = diagnostics.compute()
+    assert values and set(values) == {t for t in run.scalars if t.startswith("diag/")}
     assert [m.training for m in policy.modules()] == modes
     assert all(torch.equal(v, policy.state_dict()[k]) for k, v in state.items())
     assert torch.equal(rng, torch.get_rng_state())
@@ -310,101 +273,32 @@ def test_diagnostics_change_nothing(runs: dict[str, TrainedRun]) -> None:
     policy.set_training_mode(False)
 
 
-# ---------------------------------------------------------------------------------------------- probes
-def test_probes_change_nothing_and_are_logged(tmp_path: Path) -> None:
-    kwargs = dict(n_steps=64, batch_size=32, n_epochs=2)
-    callback = RegularityCallback(probe=True, probe_variant="rln", log_freq=1, diagnostics_freq=16, diagnostics_batch_size=64)
-    probed = train(PPO, tmp_path / "probed", callback, 640, **kwargs)
-    plain = train(PPO, tmp_path / "plain", None, 640, **kwargs)
-
-    probed_state, plain_state = probed.policy.state_dict(), plain.policy.state_dict()
-    assert list(probed_state) == list(plain_state)
-    assert all(torch.equal(probed_state[k], plain_state[k]) for k in plain_state)
-    obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
-    assert np.array_equal(probed.predict(obs, deterministic=True)[0], plain.predict(obs, deterministic=True)[0])
-    probed.save(tmp_path / "probed.zip")
-    reloaded = PPO.load(tmp_path / "probed.zip", device="cpu")
-    assert list(reloaded.policy.state_dict()) == list(plain_state)
-    assert all(not m._forward_hooks for m in probed.policy.modules())  # hooks removed at training end
-
-    assert set(callback.probes) == {"mlp_extractor.policy_net.0", "mlp_extractor.policy_net.2"} | {
-        "mlp_extractor.value_net.0",
-        "mlp_extractor.value_net.2",
-    }
-    scalars, histograms = read_events(tmp_path / "probed" / "PPO_1")
-    for short in ("pi.0", "pi.2", "vf.0", "vf.2"):
-        events = scalars[f"regnorm/{short}/code_length"]
-        assert steps_of(events) == list(range(256, 641, 128))
-        assert all(e.value == 1.0 for e in scalars[f"regnorm/{short}/gain"])
-        assert f"regnorm/{short}/code_length_hist" in histograms
-    assert not any(tag.startswith("regnorm/action_net") for tag in scalars)  # output heads are skipped by default
-    # One probe update per gradient minibatch: 5 train() calls x 2 epochs x 4 minibatches of 32.
-    assert all(float(p.running_updates) == 5 * 2 * 4 for p in callback.probes.values())
+# ---------------------------------------------------------------------------------------------- stamped csv / json rows
+def _assert_stamped(rows: list[dict[str, Any]], run: TrainedRun, tags: list[str]) -> None:
+    """Every RN/diag row carries time/total_timesteps, and each tag's (step, value) pairs match TensorBoard's."""
+    for row in rows:
+        ours = [k for k, v in row.items() if k.startswith(("regnorm/", "diag/")) and v is not None and math.isfinite(v)]
+        if ours:
+            assert math.isfinite(row.get("time/total_timesteps", math.nan)), row
+    for tag in tags:
+        pairs = column(rows, tag)
+        assert [step for step, _ in pairs] == steps_of(run.scalars[tag]), tag
+        assert [v for _, v in pairs] == pytest.approx([e.value for e in run.scalars[tag]], rel=1e-6)
 
 
-def test_remove_is_idempotent_and_detaches_probes() -> None:
-    model = PPO("MlpPolicy", make_vec_env(ENV_ID, n_envs=1, seed=0), n_steps=16, batch_size=16, n_epochs=1, seed=0)
-    callback = RegularityCallback(probe=True, probe_heads=True)
-    model.learn(16, callback=callback)
-    assert "action_net" in callback.probes and "value_net" in callback.probes
-    callback.remove()
-    callback.remove()
-    assert all(not m._forward_hooks for m in model.policy.modules())
-    assert not any(isinstance(m, RegularityNorm) for m in model.policy.modules())
-
-
-class SmallCNN(nn.Module):
-    """Two Conv2d layers and a Linear on MiniGrid's 7x7x3 image: exercises 4-D probes and conv diagnostics."""
-
-    def __init__(self, observation_space: gym.spaces.Box) -> None:
-        super().__init__()
-        channels = observation_space.shape[0]
-        self.cnn = nn.Sequential(nn.Conv2d(channels, 8, 2), nn.ReLU(), nn.Conv2d(8, 8, 2), nn.ReLU(), nn.Flatten())
-        with torch.no_grad():
-            flat = self.cnn(torch.zeros(1, *observation_space.shape)).shape[1]
-        self.linear = nn.Sequential(nn.Linear(flat, 16), nn.ReLU())
-        self.features_dim = 16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.cnn(x))
-
-
-class DictEnv(gym.Env):
-    """Dict observations, to check that the probe batch handles them."""
-
-    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (3,)), "b": gym.spaces.Discrete(4)})
-    action_space = gym.spaces.Discrete(2)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        super().reset(seed=seed)
-        self.observation_space.seed(seed)
-        self.t = 0
-        return self.observation_space.sample(), {}
-
-    def step(self, action: int) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        self.t += 1
-        return self.observation_space.sample(), float(action), self.t >= 10, False, {}
-
-
-def test_conv_probes_and_dict_observations() -> None:
-    env = make_vec_env(lambda: minigrid_image_env("MiniGrid-Empty-5x5-v0"), n_envs=2, seed=0)
-    callback = RegularityCallback(probe=True, probe_variant="rln", log_freq=1, diagnostics_freq=20, diagnostics_batch_size=32)
-    kwargs = dict(features_extractor_class=SmallCNN, normalize_images=False)
-    model = PPO("CnnPolicy", env, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=kwargs, seed=0)
-    model.learn(128, callback=callback)
-    assert {"features_extractor.cnn.0", "features_extractor.cnn.2", "features_extractor.linear.0"} <= set(callback.probes)
-    values = callback.regnorm_values()
-    assert values["regnorm/fe.cnn.0/code_length_hist"].shape == (8,)  # one code length per channel
-    assert math.isfinite(values["regnorm/fe.cnn.2/code_length"])
-    diagnostics = callback.compute_diagnostics()
-    assert 0.0 <= diagnostics["diag/fe.cnn.1/dormant_0.025"] <= 1.0 and diagnostics["diag/fe.cnn.3/srank"] >= 1
-
-    callback = RegularityCallback(probe=True, log_freq=10, diagnostics_freq=10, diagnostics_batch_size=16)
-    model = DQN("MultiInputPolicy", make_vec_env(DictEnv, n_envs=1, seed=0), learning_starts=10, seed=0)
-    model.learn(60, callback=callback)
-    assert set(callback.probes) == {"q_net.q_net.0", "q_net.q_net.2"}  # the head q_net.q_net.4 and the target are skipped
-    assert isinstance(callback.probe_obs, dict) and callback.probe_obs["a"].shape == (16, 3)
-    assert "diag/q.3/relu_zero" in callback.compute_diagnostics()
+def test_csv_and_json_rows_carry_the_timestep(runs: dict[str, TrainedRun]) -> None:
+    ppo, a2c, dqn = runs["ppo"], runs["a2c"], runs["dqn"]
+    ppo_tags = ["regnorm/fe.2/code_length", "regnorm/fe.2/comp", "diag/pi.1/srank", "diag/fe.3/dormant_0"]
+    for rows in (read_csv(ppo.path / "progress.csv"), read_json(ppo.path / "progress.json")):
+        _assert_stamped(rows, ppo, ppo_tags)
+        # SB3's own rows are unchanged: one per iteration at its own step, train/* from the second one on.
+        assert [step for step, _ in column(rows, "time/fps")] == list(range(128, 1281, 128))
+        assert [step for step, _ in column(rows, "train/loss")] == list(range(256, 1281, 128))
+        assert not any("code_length_hist" in key for row in rows for key in row)  # histograms: TensorBoard only
+    _assert_stamped(read_csv(a2c.path / "progress.csv"), a2c, ["regnorm/fe.2/code_length", "regnorm/fe.2/std"])
+    dqn_rows = read_json(dqn.path / "progress.json")
+    _assert_stamped(dqn_rows, dqn, ["regnorm/qfe.2/code_length", "regnorm/qtfe.2/comp", "diag/q.1/srank"])
+    assert column(dqn_rows, "rollout/exploration_rate")  # SB3's episode dumps are still there
 
 
 # ---------------------------------------------------------------------------------------------- plotting
@@ -489,13 +383,14 @@ CartPole-v1:
   n_epochs: 2
   policy_kwargs: "dict(net_arch=[16])"
   callback:
-    - sb3_regnorm.callbacks.RegularityCallback:
-        probe: true
-        log_freq: 100
+    - sb3_regnorm.probes.RegularityProbeCallback:
+        log_freq: 256
+    - sb3_regnorm.diagnostics.DiagnosticsCallback:
+        batch_size: 64
 """
 
 
-def test_rl_zoo3_builds_the_callback_from_yaml(tmp_path: Path) -> None:
+def test_rl_zoo3_builds_the_callbacks_from_yaml(tmp_path: Path) -> None:
     conf = tmp_path / "ppo.yml"
     conf.write_text(ZOO_YAML)
     tb = tmp_path / "tb"
@@ -507,8 +402,9 @@ def test_rl_zoo3_builds_the_callback_from_yaml(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir,) = find_runs([tb])
     scalars, _ = read_events(run_dir)
-    for short in ("pi.0", "vf.0"):
-        events = scalars[f"regnorm/{short}/code_length"]
-        assert events and all(math.isfinite(e.value) for e in events)
+    for tag in ("regnorm/pi.0/code_length", "regnorm/vf.0/code_length", "diag/pi.1/srank"):
+        events = scalars[tag]
+        assert len(events) >= 4 and all(math.isfinite(e.value) for e in events)
+        # rl_zoo3 calls the first callback's on_training_end a second time: no duplicate step.
         assert all(a < b for a, b in itertools.pairwise(steps_of(events)))
     assert "rollout/ep_rew_mean" in scalars
