@@ -54,21 +54,30 @@ class TrainedRun:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TrainedRun]:
-    """PPO (rln, every rollout, diagnostics, stdout+tb+csv+json), A2C (rn, every 100 steps, tb+csv) and DQN (rln, with a
-    separate DiagnosticsCallback in a callback list, tb+json), trained once for the module."""
+    """Trained once for the module: PPO (rln, every rollout, diagnostics via the shortcut, stdout+tb+csv+json), A2C (rn,
+    8 envs, default cadence, diagnostics every 1000 steps, tb+csv) and DQN (rln, every 100 steps, diagnostics, tb+json);
+    A2C and DQN get a separate DiagnosticsCallback in a callback list."""
     root = tmp_path_factory.mktemp("tb")
     ppo_cb = RegularityCallback(log_freq=1, diagnostics_freq=80, diagnostics_batch_size=128)
-    a2c_cb = RegularityCallback(log_freq=100)
+    a2c_cb = RegularityCallback()  # the default cadence
     dqn_cb = RegularityCallback(log_freq=100)
     ppo_kwargs = dict(n_steps=64, batch_size=32, n_epochs=2, verbose=1, policy_kwargs=rn_policy_kwargs("rln"))
     dqn_kwargs = dict(learning_starts=100, train_freq=4, buffer_size=500, target_update_interval=100)
     configs: list[tuple[str, type[BaseAlgorithm], int, RegularityCallback, MaybeCallback, tuple[str, ...], dict[str, Any]]] = [
-        ("ppo", PPO, 1280, ppo_cb, ppo_cb, ("stdout", "tensorboard", "csv", "json"), ppo_kwargs),
-        ("a2c", A2C, 1000, a2c_cb, a2c_cb, ("tensorboard", "csv"), dict(policy_kwargs=rn_policy_kwargs("rn"))),
+        ("ppo", PPO, 896, ppo_cb, ppo_cb, ("stdout", "tensorboard", "csv", "json"), ppo_kwargs),
+        (
+            "a2c",
+            A2C,
+            4000,
+            a2c_cb,
+            [a2c_cb, DiagnosticsCallback(log_freq=1000, batch_size=64)],
+            ("tensorboard", "csv"),
+            dict(n_envs=8, policy_kwargs=rn_policy_kwargs("rn")),
+        ),
         (
             "dqn",
             DQN,
-            1500,
+            1000,
             dqn_cb,
             [dqn_cb, DiagnosticsCallback(log_freq=100, batch_size=128)],
             ("tensorboard", "json"),
@@ -130,22 +139,26 @@ def test_ppo_logs_after_every_train_and_leaves_sb3_dumps_alone(runs: dict[str, T
     run = runs["ppo"]
     assert_regnorm_tags(run, "fe.2")
     # log_freq=1: every rollout end that follows a train() (the first rollout has no statistics yet).
-    assert steps_of(run.scalars["regnorm/fe.2/code_length"]) == list(range(256, 1281, 128))
+    assert steps_of(run.scalars["regnorm/fe.2/code_length"]) == list(range(256, 897, 128))
     assert "regnorm/fe.2/code_length_hist" in run.histograms
     # SB3's own dumps: one per iteration; train/* recorded by train() appear at the next iteration's dump.
-    assert steps_of(run.scalars["time/fps"]) == list(range(128, 1281, 128))
-    assert steps_of(run.scalars["train/loss"]) == list(range(256, 1281, 128))
+    assert steps_of(run.scalars["time/fps"]) == list(range(128, 897, 128))
+    assert steps_of(run.scalars["train/loss"]) == list(range(256, 897, 128))
     # The gain is the code length for a rescaling RN.
     gains = [e.value for e in run.scalars["regnorm/fe.2/gain"]]
     assert gains == [e.value for e in run.scalars["regnorm/fe.2/code_length"]]
     assert all(e.value > 0 for e in run.scalars["regnorm/fe.2/std"])
 
 
-def test_a2c_logs_every_log_freq_timesteps(runs: dict[str, TrainedRun]) -> None:
+def test_a2c_with_8_envs_gets_a_curve(runs: dict[str, TrainedRun]) -> None:
+    """A2C, 8 envs, 4000 steps (a 1000-call cadence logged once): log_freq counts timesteps, and the default gives a
+    curve."""
     run = runs["a2c"]
     assert_regnorm_tags(run, "fe.2")
-    # n_steps=5 and 2 envs: rollouts of 10 timesteps; log_freq=100 timesteps logs at the rollout end reaching each 100.
-    assert steps_of(run.scalars["regnorm/fe.2/code_length"]) == list(range(100, 1001, 100))
+    assert run.callback.every == 40  # the default: (4000 - 0) // 100
+    # Rollouts of 8 envs x 5 steps = 40 timesteps: a log at every rollout end after the first train().
+    assert steps_of(run.scalars["regnorm/fe.2/code_length"]) == list(range(80, 4001, 40))
+    assert steps_of(run.scalars["diag/fe.3/srank"]) == [1000, 2000, 3000, 4000]  # log_freq=1000 timesteps
     assert not run.histograms  # rn: one code length per layer, no histogram
 
 
@@ -154,22 +167,10 @@ def test_dqn_logs_online_and_target(runs: dict[str, TrainedRun]) -> None:
     assert_regnorm_tags(run, "qfe.2")
     assert_regnorm_tags(run, "qtfe.2")
     # First gradient step at 104 timesteps, so the first log at 200; the target has statistics after its first sync.
-    assert steps_of(run.scalars["regnorm/qfe.2/code_length"]) == list(range(200, 1501, 100))
+    assert steps_of(run.scalars["regnorm/qfe.2/code_length"]) == list(range(200, 1001, 100))
     assert steps_of(run.scalars["regnorm/qtfe.2/code_length"])[0] >= 200
     assert {"regnorm/qfe.2/code_length_hist", "regnorm/qtfe.2/code_length_hist"} <= set(run.histograms)
     assert "train/loss" in run.scalars and "rollout/exploration_rate" in run.scalars
-
-
-def test_a2c_with_8_envs_gets_a_curve(tmp_path: Path) -> None:
-    """A2C, 8 envs, 4000 steps: log_freq counts timesteps (4 logs at 1000), the default gives one per rollout here."""
-    monitor = RegularityCallback()
-    model = make_model(A2C, tmp_path, n_envs=8, policy_kwargs=rn_policy_kwargs("rn"))
-    model.learn(4000, callback=[monitor, DiagnosticsCallback(log_freq=1000, batch_size=64)])
-    scalars, _ = read_events(tmp_path)
-    assert monitor.every == 40  # (4000 - 0) // 100
-    # Rollouts of 8 x 5 = 40 steps: the default logs at every rollout end after the first train().
-    assert steps_of(scalars["regnorm/fe.2/code_length"]) == list(range(80, 4001, 40))
-    assert steps_of(scalars["diag/fe.3/srank"]) == [1000, 2000, 3000, 4000]
 
 
 class TrainTimeChecker(BaseCallback):
@@ -248,7 +249,7 @@ def test_diagnostics_tags_and_ranges(runs: dict[str, TrainedRun]) -> None:
             assert ranks and all(1 <= r <= 16 for r in ranks)
     assert not any(tag.startswith("diag/qt") for tag in runs["dqn"].scalars)  # the target is not diagnosed
     # PPO: at rollout ends (every 128 steps), once the 128-observation batch is full (the first rollout end).
-    assert steps_of(runs["ppo"].scalars["diag/pi.1/srank"]) == list(range(128, 1281, 128))
+    assert steps_of(runs["ppo"].scalars["diag/pi.1/srank"]) == list(range(128, 897, 128))
 
 
 def test_diagnostics_change_nothing(runs: dict[str, TrainedRun]) -> None:
@@ -292,10 +293,10 @@ def test_csv_and_json_rows_carry_the_timestep(runs: dict[str, TrainedRun]) -> No
     for rows in (read_csv(ppo.path / "progress.csv"), read_json(ppo.path / "progress.json")):
         _assert_stamped(rows, ppo, ppo_tags)
         # SB3's own rows are unchanged: one per iteration at its own step, train/* from the second one on.
-        assert [step for step, _ in column(rows, "time/fps")] == list(range(128, 1281, 128))
-        assert [step for step, _ in column(rows, "train/loss")] == list(range(256, 1281, 128))
+        assert [step for step, _ in column(rows, "time/fps")] == list(range(128, 897, 128))
+        assert [step for step, _ in column(rows, "train/loss")] == list(range(256, 897, 128))
         assert not any("code_length_hist" in key for row in rows for key in row)  # histograms: TensorBoard only
-    _assert_stamped(read_csv(a2c.path / "progress.csv"), a2c, ["regnorm/fe.2/code_length", "regnorm/fe.2/std"])
+    _assert_stamped(read_csv(a2c.path / "progress.csv"), a2c, ["regnorm/fe.2/code_length", "diag/fe.3/srank"])
     dqn_rows = read_json(dqn.path / "progress.json")
     _assert_stamped(dqn_rows, dqn, ["regnorm/qfe.2/code_length", "regnorm/qtfe.2/comp", "diag/q.1/srank"])
     assert column(dqn_rows, "rollout/exploration_rate")  # SB3's episode dumps are still there
@@ -361,7 +362,7 @@ def test_tensorboard_server_serves_regnorm_tags(runs: dict[str, TrainedRun], tmp
         assert {f"regnorm/fe.2/{field}" for field in RN_TAG_FIELDS} <= set(tags.get("A2C_1", {})), tags
         query = urllib.parse.urlencode({"run": "A2C_1", "tag": "regnorm/fe.2/code_length"})
         points = _get_json(opener, f"{base}/data/plugin/scalars/scalars?{query}")
-        assert [step for _, step, _ in points] == list(range(100, 1001, 100))
+        assert [step for _, step, _ in points] == list(range(80, 4001, 40))
         assert all(math.isfinite(value) for _, _, value in points)
     finally:
         server.terminate()
@@ -376,7 +377,7 @@ def test_tensorboard_server_serves_regnorm_tags(runs: dict[str, TrainedRun], tmp
 ZOO_YAML = """\
 CartPole-v1:
   n_envs: 2
-  n_timesteps: 2000
+  n_timesteps: 1024
   policy: 'MlpPolicy'
   n_steps: 64
   batch_size: 32
@@ -394,7 +395,7 @@ def test_rl_zoo3_builds_the_callbacks_from_yaml(tmp_path: Path) -> None:
     conf = tmp_path / "ppo.yml"
     conf.write_text(ZOO_YAML)
     tb = tmp_path / "tb"
-    command = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", ENV_ID, "-n", "2000"]
+    command = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", ENV_ID, "-n", "1024"]
     command += ["--num-threads", "1", "--eval-freq", "-1", "-tb", str(tb), "-f", str(tmp_path / "logs")]
     command += ["-conf", str(conf), "--gym-packages", "sb3_regnorm", "--seed", "0"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
