@@ -29,7 +29,7 @@ from typing import Any, Final
 from sb3_regnorm import zoo
 from sb3_regnorm.nets import NORMS
 
-__all__ = ["DEFAULT_OUT", "ConfirmSettings", "confirm", "find_record", "load_records", "main", "record_key"]
+__all__ = ["DEFAULT_OUT", "ConfirmSettings", "confirm", "find_record", "load_records", "main", "record_key", "zoo_table"]
 
 DEFAULT_OUT: Final = Path("zoo/studies/confirmations.json")
 """Relative to the working directory (the checkout's root for the committed records)."""
@@ -100,17 +100,10 @@ def _write(path: Path, records: list[dict[str, Any]]) -> None:
 
 def _run_seed(settings: ConfirmSettings, entry: dict[str, Any], seed: int) -> tuple[float, float]:
     """Train the entry on ``seed`` at its full budget; (mean, std) evaluation return."""
-    from sb3_regnorm.training import EVAL_SEED_OFFSET, EvalSettings, evaluate_model, python_entry, setup_model
+    from sb3_regnorm.training import report_eval_settings, train_and_score
 
-    model, manager = setup_model(
-        settings.algo, settings.env_id, python_entry(entry, keep_callbacks=False), seed, settings.log_folder
-    )
-    try:
-        model.learn(int(entry["n_timesteps"]))
-    finally:
-        model.env.close() if model.env is not None else None
-    eval_settings = EvalSettings(settings.episodes(), settings.n_eval_envs, EVAL_SEED_OFFSET + 100 * seed)
-    return evaluate_model(model, manager, eval_settings)
+    scoring = report_eval_settings(settings.env_id, seed, settings.eval_episodes, settings.n_eval_envs)
+    return train_and_score(settings.algo, settings.env_id, entry, seed, settings.log_folder, scoring)
 
 
 def confirm(settings: ConfirmSettings) -> dict[str, Any]:
@@ -152,11 +145,41 @@ def confirm(settings: ConfirmSettings) -> dict[str, Any]:
     return record
 
 
+_ALGO_NAMES: Final = {"ppo": "PPO", "a2c": "A2C", "dqn": "DQN"}
+
+
+def zoo_table(records: list[dict[str, Any]]) -> str:
+    """The README's zoo table: every shipped (algo, env) with its budget and, per norm, the confirmed mean return over
+    the recorded seeds (``-`` where unconfirmed) and ``T`` where the entry has tuned values. Stale records (for an entry
+    that has changed since) are not shown."""
+    lines = [
+        "| algo | env | budget | " + " | ".join(NORMS) + " |",
+        "|---|---|---|" + "---|" * len(NORMS),
+    ]
+    for algo in zoo.ALGOS:
+        for env_id in zoo.entry_env_ids(algo):
+            budget = int(zoo.raw_entry(algo, env_id, "none")["n_timesteps"])
+            cells = []
+            for norm in NORMS:
+                record = find_record(records, algo, env_id, norm)
+                value = "-"
+                if record is not None and record["returns"]:
+                    value = f"{statistics.fmean(record['returns']):.3g}"
+                    if list(record["seeds"]) != [0, 1, 2]:
+                        value += f" (seeds {', '.join(map(str, record['seeds']))})"
+                tuned = " T" if zoo.tuned_overrides(algo, env_id, norm) else ""
+                cells.append(value + tuned)
+            steps = f"{budget / 1e6:g}M" if budget >= 1_000_000 else f"{budget // 1000}k"
+            lines.append(f"| {_ALGO_NAMES[algo]} | {env_id} | {steps} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--algo", required=True, choices=zoo.ALGOS)
-    parser.add_argument("--env", required=True, choices=zoo.ENV_IDS)
-    parser.add_argument("--norm", required=True, choices=NORMS)
+    parser.add_argument("--table", action="store_true", help="print the README's zoo table from --out and exit")
+    parser.add_argument("--algo", choices=zoo.ALGOS)
+    parser.add_argument("--env", choices=zoo.ENV_IDS)
+    parser.add_argument("--norm", choices=NORMS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int, default=0, help="0: 50 for MiniGrid, 20 otherwise")
     parser.add_argument("--n-timesteps", type=int, default=0, help="0: the entry's budget (else a smoke test)")
@@ -167,7 +190,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.confirm") -> int:
     """Entry point of ``sb3-regnorm confirm`` and ``python -m sb3_regnorm.confirm``; returns the exit status."""
-    args = _parser(prog).parse_args(argv)
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if args.table:
+        print(zoo_table(load_records(args.out)), end="")
+        return 0
+    if not (args.algo and args.env and args.norm):
+        parser.error("--algo, --env and --norm are required (or --table)")
     import torch
 
     torch.set_num_threads(1)

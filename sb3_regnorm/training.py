@@ -19,8 +19,18 @@ from rl_zoo3.exp_manager import ExperimentManager
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_regnorm import zoo
+from sb3_regnorm.phase_clock import sync_phase, training_phase
 
-__all__ = ["EVAL_SEED_OFFSET", "EntryExperimentManager", "EvalSettings", "evaluate_model", "python_entry", "setup_model"]
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "EntryExperimentManager",
+    "EvalSettings",
+    "evaluate_model",
+    "python_entry",
+    "report_eval_settings",
+    "setup_model",
+    "train_and_score",
+]
 
 EVAL_SEED_OFFSET: Final = 100_000
 """Evaluation envs are seeded at ``EVAL_SEED_OFFSET`` and above: never a training seed (0..K-1 or tuning >= 1000)."""
@@ -92,6 +102,9 @@ def evaluate_model(model: BaseAlgorithm, manager: ExperimentManager, settings: E
         env = manager.create_envs(settings.n_envs, eval_env=True, no_log=True)
     finally:
         manager.seed = train_seed
+    phase = training_phase(model)
+    if phase is not None:  # non-stationary env: score the phase training is in (fresh envs would start at phase 0)
+        sync_phase(env, phase=phase)
     try:
         result = evaluate_policy(
             model, env, n_eval_episodes=settings.n_episodes, deterministic=manager.deterministic_eval, warn=False
@@ -100,3 +113,22 @@ def evaluate_model(model: BaseAlgorithm, manager: ExperimentManager, settings: E
         env.close()
     mean, std = result  # (mean, std) without return_episode_rewards
     return float(mean), float(std)  # type: ignore[arg-type]
+
+
+def report_eval_settings(env_id: str, seed: int, n_episodes: int = 0, n_envs: int = 5) -> EvalSettings:
+    """How reported runs (training seeds 0..K-1) are scored: 50 episodes for MiniGrid (short, 0-1 returns), 20
+    otherwise, on envs seeded ``EVAL_SEED_OFFSET + 100 * seed`` (disjoint from every training seed)."""
+    return EvalSettings(n_episodes or (50 if env_id in zoo.MINIGRID_IDS else 20), n_envs, EVAL_SEED_OFFSET + 100 * seed)
+
+
+def train_and_score(
+    algo: str, env_id: str, entry: dict[str, Any], seed: int, log_folder: str | Path, settings: EvalSettings
+) -> tuple[float, float]:
+    """Train a raw zoo entry (without its monitoring callback) for its ``n_timesteps`` on ``seed``; (mean, std) return."""
+    model, manager = setup_model(algo, env_id, python_entry(entry, keep_callbacks=False), seed, log_folder)
+    try:
+        model.learn(int(entry["n_timesteps"]), callback=manager.callbacks or None)
+    finally:
+        if model.env is not None:
+            model.env.close()
+    return evaluate_model(model, manager, settings)

@@ -69,7 +69,8 @@ RN_NORMS: Final = ("rn", "rln", "rnln")
 LUNAR_LANDER: Final = "LunarLander-v3"
 MINIGRID_IDS: Final = ("MiniGrid-DoorKey-5x5-v0", "MiniGrid-RedBlueDoors-6x6-v0", "MiniGrid-KeyCorridorS3R1-v0")
 NONSTATIONARY_IDS: Final = ("LunarLanderNonStationary-v0", "LunarLanderObsShift-v0")
-"""Same hyperparameters as LunarLander-v3 (base and tuned overrides alike), so the only change is the environment."""
+"""LunarLander-v3's hyperparameters (base and tuned overrides alike) plus :data:`NONSTATIONARY_EXTRA`: the phase clock,
+``switch_every`` and a budget that holds at least 3 switches."""
 ENV_IDS: Final = (LUNAR_LANDER, *MINIGRID_IDS, *NONSTATIONARY_IDS)
 DEFAULT_ZOO_DIR: Final = Path("zoo")
 """The shipped zoo, relative to the working directory (the checkout root); the only folder checked for staleness."""
@@ -141,42 +142,28 @@ _PPO_MINIGRID: Final = {
     "learning_rate": 0.00025,
     "clip_range": 0.2,
 }
-# A2C and DQN MiniGrid: rl_zoo3 ships none; starting points of our own (rl-starter-files' A2C uses 16 procs, 5-8 steps
-# per update, entropy 0.01, gae 0.95; DQN: a large buffer and long exploration because rewards are sparse).
-_A2C_MINIGRID: Final = {
-    "n_envs": 16,
-    "n_steps": 8,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "ent_coef": 0.01,
-    "learning_rate": 0.0007,
-}
-_DQN_MINIGRID: Final = {
-    "learning_rate": 0.0001,
-    "batch_size": 64,
-    "buffer_size": 100_000,
-    "learning_starts": 1000,
-    "gamma": 0.99,
-    "target_update_interval": 1000,
-    "train_freq": 4,
-    "gradient_steps": 1,
-    "exploration_fraction": 0.5,
-    "exploration_final_eps": 0.05,
-}
-# rl_zoo3's PPO budgets (and RedBlueDoors' n_steps 512); A2C/DQN get 2x on DoorKey (less sample-efficient than PPO).
+# Shipped MiniGrid entries: PPO on DoorKey-5x5 at rl_zoo3's budget, confirmed on seeds 0-2 (confirmations.json).
 _DOORKEY, _REDBLUE, _KEYCORRIDOR = MINIGRID_IDS
-_MINIGRID_BUDGETS: Final[dict[str, dict[str, int]]] = {
-    "ppo": {_DOORKEY: 100_000, _REDBLUE: 1_000_000, _KEYCORRIDOR: 500_000},
-    "a2c": {},
-    "dqn": {},
-}
+_MINIGRID_BUDGETS: Final[dict[str, dict[str, int]]] = {"ppo": {_DOORKEY: 100_000}, "a2c": {}, "dqn": {}}
 _NOT_LEARNED: Final = (
-    "removed: did not learn DoorKey-5x5 (A2C: 8 trials x 200k steps, best 0.116; DQN: 6 trials x 60k steps, all 0.0; "
-    "random policy ~0.05), and making it learn needs budgets of 1M+ steps per run that were not affordable here"
+    "did not learn DoorKey-5x5 (A2C, rl-starter-files-like settings: 16 envs, 8 steps, entropy 0.01, lr 7e-4: "
+    "8 tuning trials x 200k steps, best 0.116; DQN, 100k buffer, 50% exploration: 5 trials x 60k steps, all 0.0; a "
+    "random policy scores ~0.05); the budgets that could make them learn (1M+ steps per run, x3 seeds, per env) were "
+    "not affordable on this 2-core machine"
 )
-REMOVED: Final[dict[tuple[str, str], str]] = {(a, env_id): _NOT_LEARNED for a in ("a2c", "dqn") for env_id in MINIGRID_IDS}
-"""(algo, env id) pairs the zoo does not ship, with the reason (an entry that does not learn is worse than none)."""
-_MINIGRID_EXTRA: Final = {("ppo", _REDBLUE): {"n_steps": 512}}
+_NOT_CONFIRMED: Final = (
+    "not confirmed to learn: a 3-seed run at rl_zoo3's PPO budget (RedBlueDoors-6x6 1M, KeyCorridorS3R1 500k steps; "
+    "~800 steps/s here, so 20-60 min per entry and seed on a shared core) did not fit this session; a probe with "
+    "rl-starter-files settings (16 envs x 128 steps, batch 256, 4 epochs, lr 1e-3, entropy 0.01) solved only 4 of its "
+    "first 194 KeyCorridorS3R1 episodes (52k steps)"
+)
+REMOVED: Final[dict[tuple[str, str], str]] = {
+    **{(a, env_id): _NOT_LEARNED for a in ("a2c", "dqn") for env_id in MINIGRID_IDS},
+    ("ppo", _REDBLUE): _NOT_CONFIRMED,
+    ("ppo", _KEYCORRIDOR): _NOT_CONFIRMED,
+}
+"""(algo, env id) pairs the zoo does not ship, with the reason: an entry that does not learn is worse than none."""
+_MINIGRID_EXTRA: Final[dict[tuple[str, str], dict[str, Any]]] = {}  # per-id extras (rl_zoo3's RedBlueDoors: n_steps 512)
 
 
 def _minigrid_base(algo: str, template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -189,10 +176,20 @@ def _minigrid_base(algo: str, template: dict[str, Any]) -> dict[str, dict[str, A
 
 BASE: Final[dict[str, dict[str, dict[str, Any]]]] = {
     "ppo": {LUNAR_LANDER: _PPO_LUNAR, **_minigrid_base("ppo", _PPO_MINIGRID)},
-    "a2c": {LUNAR_LANDER: _A2C_LUNAR, **_minigrid_base("a2c", _A2C_MINIGRID)},
-    "dqn": {LUNAR_LANDER: _DQN_LUNAR, **_minigrid_base("dqn", _DQN_MINIGRID)},
+    "a2c": {LUNAR_LANDER: _A2C_LUNAR},
+    "dqn": {LUNAR_LANDER: _DQN_LUNAR},
 }
 """Untuned hyperparameters per (algo, env id), identical for every norm. Non-stationary ids reuse LunarLander-v3's."""
+
+PHASE_CLOCK: Final = "sb3_regnorm.phase_clock.PhaseClockCallback"
+NONSTATIONARY_SWITCH_EVERY: Final = 50_000
+"""Agent timesteps per phase in every non-stationary entry, whatever the algorithm and its ``n_envs``."""
+NONSTATIONARY_EXTRA: Final[dict[str, dict[str, Any]]] = {
+    algo: {"env_kwargs": {"switch_every": NONSTATIONARY_SWITCH_EVERY}, **budget}
+    for algo, budget in (("ppo", {}), ("a2c", {}), ("dqn", {"n_timesteps": 200_000}))
+}
+"""Merged onto the non-stationary entries: PPO 1M steps (19 switches), A2C 200k (switches at 50k, 100k, 150k), DQN 200k
+instead of LunarLander's 100k (which would hold a single switch)."""
 
 # ------------------------------------------------------------------------------------------ tuned overrides
 # (norm, algo, env_id) -> overrides, each from the best trial of the study in the comment (one training seed per trial,
@@ -305,14 +302,17 @@ def merge_overrides(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, An
     return out
 
 
-def raw_entry(algo: str, env_id: str, norm: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def raw_entry(algo: str, env_id: str, norm: str, extra: dict[str, Any] | None = None, tuned: bool = True) -> dict[str, Any]:
     """The entry for (algo, env_id, norm) with ``policy_kwargs`` still a dict: base, then overrides, then ``extra``.
 
     Why ``extra``: the tuner builds each trial's entry from the same function, so a trial differs from the zoo entry
-    only in the sampled values.
+    only in the sampled values. ``tuned=False`` leaves the tuned overrides out: the untuned entry every norm shares.
     """
-    tuned = merge_overrides(base_hyperparams(algo, env_id), tuned_overrides(algo, env_id, norm))
-    merged = merge_overrides(tuned, extra or {})
+    overrides = tuned_overrides(algo, env_id, norm) if tuned else {}
+    tuned_entry = merge_overrides(base_hyperparams(algo, env_id), overrides)
+    if env_id in NONSTATIONARY_IDS:
+        tuned_entry = merge_overrides(tuned_entry, NONSTATIONARY_EXTRA[algo])
+    merged = merge_overrides(tuned_entry, extra or {})
     policy_kwargs = merged.pop("policy_kwargs", {})
     if "norm" in policy_kwargs:
         raise ZooError(f"{algo}/{env_id}: the norm comes from the zoo folder ({norm!r}); do not override it")
@@ -328,6 +328,8 @@ def raw_entry(algo: str, env_id: str, norm: str, extra: dict[str, Any] | None = 
     if norm in ("none", "ln"):
         callback_kwargs["probe"] = True  # no RN layer in the policy: monitor with pure RN probes instead
     out["callback"] = [{CALLBACK: callback_kwargs}]
+    if env_id in NONSTATIONARY_IDS:
+        out["callback"].append(PHASE_CLOCK)  # phases on the agent's clock; before rl_zoo3's EvalCallback, which it syncs
     return out
 
 
