@@ -6,10 +6,19 @@ Importing the package registers its non-stationary gymnasium environments (see :
 
 from sb3_regnorm.callbacks import RegularityCallback
 from sb3_regnorm.diagnostics import DiagnosticsCallback
-from sb3_regnorm.envs import NonStationaryLunarLander, ObservationShiftWrapper, minigrid_image_env, register_envs
+from sb3_regnorm.envs import (
+    LanderPhase,
+    NonStationaryLunarLander,
+    ObservationShiftWrapper,
+    ObsShift,
+    PhaseSchedule,
+    minigrid_image_env,
+    register_envs,
+)
 from sb3_regnorm.extractors import MinigridCNN, RNMlpExtractor
 from sb3_regnorm.layers import VARIANTS, RegularityNorm, find_regularity_norms
 from sb3_regnorm.nets import NORMS
+from sb3_regnorm.phase_clock import PhaseClockCallback
 from sb3_regnorm.policies import RNActorCriticCnnPolicy, RNActorCriticPolicy, RNDQNCnnPolicy, RNDQNPolicy
 from sb3_regnorm.probes import RegularityProbeCallback
 from sb3_regnorm.version import __version__
@@ -20,9 +29,13 @@ __all__ = [
     "NORMS",
     "VARIANTS",
     "DiagnosticsCallback",
+    "LanderPhase",
     "MinigridCNN",
     "NonStationaryLunarLander",
+    "ObsShift",
     "ObservationShiftWrapper",
+    "PhaseClockCallback",
+    "PhaseSchedule",
     "RNActorCriticCnnPolicy",
     "RNActorCriticPolicy",
     "RNDQNCnnPolicy",

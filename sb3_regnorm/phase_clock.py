@@ -13,16 +13,19 @@ schedule on time with nothing else to save. (rl_zoo3's ``-i`` calls ``learn()`` 
   ``VecEnv.env_method`` (once per switch, not per step). The vectorized step that starts at agent timestep ``t`` runs
   under phase ``t // switch_every``; with ``switch_every`` a multiple of ``n_envs`` the switches fall exactly on
   ``k * switch_every`` for every algorithm;
-* pushes the same phase into the eval envs of every ``EvalCallback`` in the same ``learn()`` call (rl_zoo3's included;
-  keep this callback before them in the list, as rl_zoo3's ``callback:`` entries are), or holds them at ``eval_phase``
-  when given. Agent-clock envs never advance themselves, so evaluation episodes move no schedule;
+* pushes the same phase (``set_phase``) into the eval envs of every ``EvalCallback`` in the same ``learn()`` call
+  (rl_zoo3's included; keep this callback before them in the list, as rl_zoo3's ``callback:`` entries are), or holds
+  them at ``eval_phase`` when given. Agent-clock envs never advance themselves, so evaluation episodes move no
+  schedule. The phase, not the timestep, is pushed because rl_zoo3 hands a YAML ``env_kwargs`` to the training envs
+  only (its eval envs get ``--env-kwargs``/``--eval-env-kwargs``), so an eval env's ``switch_every`` may differ;
 * logs ``env/phase`` to the SB3 logger on every step (so each regular dump carries it) and writes it straight to
   TensorBoard at the exact timestep of each change and at training start;
 * refuses envs on their own clock (``clock="env"``) and sub-envs with different schedules, loudly.
 
 Public state for other tools (e.g. per-phase returns): ``phase``, ``switches``, ``schedule`` and ``changes`` (the
 ``(timestep, phase)`` pairs it applied, training start included). :func:`sync_phase` puts any env or VecEnv (e.g. a
-tuner's fresh eval envs) at the phase of a given agent timestep or at a named phase.
+tuner's fresh eval envs) at the phase of a given agent timestep or at a named phase; :func:`training_phase` reads the
+phase a model's training envs are in.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ from typing import Any, Final
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback, EventCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_regnorm.envs.schedule import PhaseSchedule, check_count
 
-__all__ = ["PHASE_TAG", "PhaseClockCallback", "read_schedule", "sync_phase"]
+__all__ = ["PHASE_TAG", "PhaseClockCallback", "read_schedule", "sync_phase", "training_phase"]
 
 PHASE_TAG: Final = "env/phase"
 """TensorBoard/logger key of the current phase."""
@@ -87,6 +91,19 @@ def sync_phase(env: VecEnv | gym.Env, timesteps: int | None = None, *, phase: in
     return int(results[0])
 
 
+def training_phase(model: BaseAlgorithm) -> int | None:
+    """The phase a model's training envs are in (``None`` without phases, or before the clock set them).
+
+    Why: an evaluation helper pairs it with :func:`sync_phase` (``phase=``) to score the training phase on fresh envs,
+    whatever ``switch_every`` those envs were made with.
+    """
+    env = model.get_env()
+    if env is None or read_schedule(env) is None:
+        return None
+    switches = env.get_attr("switches")
+    return None if switches[0] is None else int(env.get_attr("phase")[0])
+
+
 def _walk(callback: BaseCallback) -> Iterator[BaseCallback]:
     """Every callback reachable from ``callback`` (lists, event children, ``callback_on_new_best``), depth first."""
     yield callback
@@ -132,8 +149,9 @@ class PhaseClockCallback(BaseCallback):
             raise ValueError(f"eval_phase must be < {self.schedule.n_phases}, got {self.eval_phase}")
         self._eval_envs = self._find_eval_envs()
         for eval_env in self._eval_envs:
-            if read_schedule(eval_env) != self.schedule:
-                raise ValueError(f"eval env schedule {read_schedule(eval_env)} differs from training's {self.schedule}")
+            eval_schedule = read_schedule(eval_env)
+            if eval_schedule is None or eval_schedule.n_phases != self.schedule.n_phases:
+                raise ValueError(f"eval env phases {eval_schedule} do not match training's {self.schedule}")
         self._writer = next((f.writer for f in self.logger.output_formats if isinstance(f, TensorBoardOutputFormat)), None)
         before = self.training_env.get_attr("phase")
         self.switches = None
@@ -154,13 +172,10 @@ class PhaseClockCallback(BaseCallback):
         assert self.schedule is not None
         self.switches = self.schedule.switches_at(self.num_timesteps)
         self.training_env.env_method("set_agent_timesteps", self.num_timesteps)
-        for eval_env in self._eval_envs:
-            if self.eval_phase is None:
-                eval_env.env_method("set_agent_timesteps", self.num_timesteps)
-            else:
-                eval_env.env_method("set_phase", self.eval_phase)
         phase = self.phase
         assert phase is not None
+        for eval_env in self._eval_envs:
+            eval_env.env_method("set_phase", phase if self.eval_phase is None else self.eval_phase)
         self.changes.append((self.num_timesteps, phase))
         self.logger.record(PHASE_TAG, phase)
         if self._writer is not None:

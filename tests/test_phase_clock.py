@@ -94,10 +94,13 @@ def test_rl_zoo3_eval_callback_evaluates_the_training_phase(tmp_path: Path) -> N
 
     config = tmp_path / "a2c.yml"
     entry = {"n_timesteps": 320, "policy": "MlpPolicy", "policy_kwargs": "dict(net_arch=[8])", "callback": [CLOCK]}
+    # env_kwargs in the YAML reach rl_zoo3's training envs only: its eval envs keep switch_every=10_000, and still
+    # evaluate the training phase, because the clock pushes the phase, not the timestep
+    entry["env_kwargs"] = {"switch_every": 64}
     config.write_text(yaml.safe_dump({CARTPOLE_OBS_SHIFT_ID: {**entry, **_TINY["a2c"]}}))
     manager = ExperimentManager(
         argparse.Namespace(), "a2c", CARTPOLE_OBS_SHIFT_ID, str(tmp_path), n_timesteps=320, eval_freq=40,
-        n_eval_episodes=2, n_eval_envs=2, env_kwargs={"switch_every": 64}, config=str(config), seed=0, verbose=0,
+        n_eval_episodes=2, n_eval_envs=2, config=str(config), seed=0, verbose=0,
         device="cpu", log_interval=-1,
     )  # fmt: skip
     model, _ = manager.setup_experiment()
@@ -105,6 +108,7 @@ def test_rl_zoo3_eval_callback_evaluates_the_training_phase(tmp_path: Path) -> N
     probe = _EvalProbe()
     evaluation.callback, probe.parent = probe, evaluation
     manager.learn(model)
+    assert evaluation.eval_env.get_attr("switch_every") == [10_000] * 2
     schedule = PhaseSchedule(64, 4)
     assert [t for t, _, _ in probe.records] == [40 * k for k in range(1, 9)]
     for timesteps, phases, _ in probe.records:
@@ -258,3 +262,26 @@ def test_plot_marks_switches_from_the_phase_tag(tmp_path: Path) -> None:
     path = plot_returns(runs, tmp_path / "returns.png")
     assert path.is_file() and path.stat().st_size > 0
     assert switch_marks(runs[0]) == [(50, 1), (150, 2), (200, 0)]  # the vertical lines drawn: every change after the start
+
+
+# ------------------------------------------------------------------------------------------ tuner / benchmark evaluation
+def test_evaluate_model_scores_the_training_phase(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The tuner's and benchmarks' fresh eval envs (rl_zoo3-built, default switch_every) get the training phase."""
+    import stable_baselines3.common.evaluation as evaluation
+
+    from sb3_regnorm import zoo
+    from sb3_regnorm.training import EvalSettings, evaluate_model, python_entry, setup_model
+
+    extra = {"n_timesteps": 160, "n_envs": 2, "env_kwargs": {"switch_every": 64}, "policy_kwargs": {"net_arch": [8]}}
+    entry = python_entry(zoo.raw_entry("a2c", LUNAR_LANDER_OBS_SHIFT_ID, "none", extra), keep_callbacks=False)
+    model, manager = setup_model("a2c", LUNAR_LANDER_OBS_SHIFT_ID, entry, 0, tmp_path)
+    model.learn(160, callback=manager.callbacks)
+    seen: list[list[int]] = []
+
+    def fake_evaluate(model: Any, env: Any, **kwargs: Any) -> tuple[float, float]:
+        seen.append(env.get_attr("phase") + env.get_attr("switch_every"))
+        return 0.0, 0.0
+
+    monkeypatch.setattr(evaluation, "evaluate_policy", fake_evaluate)
+    evaluate_model(model, manager, EvalSettings(1, 2, 100_000))
+    assert seen == [[2, 2, 50_000, 50_000]]  # phase of timestep 160 with switch_every 64, on default-made eval envs
