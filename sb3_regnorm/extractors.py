@@ -76,7 +76,7 @@ class MinigridCNN(BaseFeaturesExtractor):
         if height < 4 or width < 4:
             raise ValueError(f"MinigridCNN needs images of at least 4x4 after channel-first transpose, got {(height, width)}")
         super().__init__(observation_space, features_dim)
-        check_norm(norm, norm_kwargs)
+        norm_kwargs = check_norm(norm, norm_kwargs)
         conv_factories = norm_factories(norm if conv_norm else "none", norm_kwargs if conv_norm else None, conv=True)
         layers: list[nn.Module] = []
         for in_ch, out_ch in ((channels, 16), (16, 32), (32, 64)):

@@ -10,92 +10,32 @@ and rescales the layer by its incremental MDL code length ``L_t = COMP_t - S_t =
 one code length per layer (``S`` reduces over all elements); ``"rln"`` one per unit (``S`` reduces over the batch
 and any spatial axes; the Gaussian stays scalar, as in the reference code).
 
-This module depends on torch only. Scalar state arithmetic runs on Python floats (float64) on the CPU, so a
-forward costs a handful of tensor kernels; the gradient of the code length is handed to autograd as one
-linearised term (``_code_length_slope``) for the same reason.
+This module keeps configuration, buffers, state writes and dispatch; the math is in :mod:`sb3_regnorm.functional`.
+Three paths compute the same numbers: the fused C++ kernel (:mod:`sb3_regnorm._fused`, CPU float32/float64, the
+default where it builds), the host path (pure PyTorch with the scalar state in Python floats: CPU, any dtype) and
+the device path (pure PyTorch with the state kept in tensors: accelerators, no host synchronisation).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 import torch
 from torch import Tensor, nn
 
+from sb3_regnorm import _fused
+from sb3_regnorm import functional as F
+from sb3_regnorm.functional import EVAL_GAINS, VARIANTS, RNConfig, Scalar
+
 __all__ = ["EVAL_GAINS", "VARIANTS", "RegularityNorm", "find_regularity_norms"]
 
-VARIANTS: Final = ("rn", "rln")
-EVAL_GAINS: Final = ("batch", "frozen")
-_HALF_LOG_2PI: Final = 0.5 * math.log(2.0 * math.pi)
-_MIN_DENSITY_SUM: Final = 1e-30  # below this a float32 sum of densities is near-subnormal: use the exact path
-_OVERFLOW_CHECK_GAIN: Final = 1e4  # below this, float32 outputs of float32 inputs cannot overflow in practice
-
-
-def _softplus(a: float) -> float:
-    """log(1 + e^a) without overflow."""
-    return a + math.log1p(math.exp(-a)) if a > 0 else math.log1p(math.exp(a))
-
-
-def _sigmoid(a: float) -> float:
-    if a >= 0:
-        return 1.0 / (1.0 + math.exp(-a))
-    e = math.exp(a)
-    return e / (1.0 + e)
-
-
-@dataclass(frozen=True)
-class _Merged:
-    """Gaussian after merging the current batch, plus the derivatives the hand-written backward needs.
-
-    ``var`` depends on each element z_i through ``var_slope * (z_i - batch_mean) + var_shift``; ``mean`` through
-    ``mean_slope`` (the same for every element).
-    """
-
-    mean: float
-    var: float
-    count: float
-    mean_slope: float
-    var_slope: float
-    var_shift: float
-
-
-def _merged_mean(count: float, mean: float, n: int, batch_mean: float) -> float:
-    """Mean of the running Gaussian after merging a batch (the batch's own mean for the first one)."""
-    return batch_mean if count <= 0.0 else (count * mean + n * batch_mean) / (count + n)
-
-
-def _merge_batch(
-    count: float, mean: float, var: float, n: int, batch_mean: float, batch_var: float, exact_var: bool
-) -> _Merged:
-    """Merge a batch of ``n`` elements into the running Gaussian, as the reference does *before* scoring it.
-
-    The reference pools the within-batch variances (t-test style) and omits the between-batch mean-shift term;
-    ``exact_var`` adds it (Chan et al.'s parallel merge). A batch of one element has no variance: the running
-    variance is kept and only the mean moves.
-    """
-    has_var = n >= 2
-    if count <= 0.0:  # the first batch initialises the Gaussian with its own mean and unbiased variance
-        if not has_var:
-            return _Merged(batch_mean, var, float(n), 1.0 / n, 0.0, 0.0)
-        return _Merged(batch_mean, batch_var, float(n), 1.0 / n, 2.0 / (n - 1), 0.0)
-    total = count + n
-    new_mean = _merged_mean(count, mean, n, batch_mean)
-    weight_prev = max(count - 1.0, 0.0)
-    weight_batch = float(n - 1) if has_var else 0.0
-    sum_sq = weight_prev * var + weight_batch * (batch_var if has_var else 0.0)
-    if exact_var:
-        shift = count * n / total * (batch_mean - mean) ** 2
-        denom = total - 1.0
-        slope = 2.0 / denom if has_var else 0.0
-        shift_grad = 2.0 * (batch_mean - mean) * count / total / denom
-        return _Merged(new_mean, (sum_sq + shift) / denom, total, 1.0 / total, slope, shift_grad)
-    denom = weight_prev + weight_batch
-    if denom <= 0.0:
-        return _Merged(new_mean, var, total, 1.0 / total, 0.0, 0.0)
-    return _Merged(new_mean, sum_sq / denom, total, 1.0 / total, 2.0 / denom if has_var else 0.0, 0.0)
+_OVERFLOW_CHECK_GAIN: Final = 1e4  # below this, float32/64 outputs cannot overflow for activations under ~1e34
+_LOW_PRECISION: Final = (torch.float16, torch.bfloat16)  # overflow is possible at any gain: always checked
+_BUFFERS: Final = ("running_mean", "running_var", "running_count", "running_comp", "running_updates", "running_refsize",
+                   "running_score")  # fmt: skip
 
 
 class RegularityNorm(nn.Module):
@@ -123,9 +63,15 @@ class RegularityNorm(nn.Module):
             of 1e30 or more. Capped gains pass no gradient through the code length; COMP and the logged code length
             are unaffected.
         eps: floor on sigma, so constant batches and single elements stay finite.
+        fused: use the fused C++ kernel for CPU float32/float64 inputs where it builds (default). ``False``, or the
+            environment variable ``SB3_REGNORM_FUSED=0``, selects the pure-PyTorch path; both give the same numbers.
 
     An output that overflows its dtype raises ``FloatingPointError`` (with the gain and variance involved) instead of
-    returning inf, and in training leaves the running state unchanged.
+    returning inf, and in training leaves the running state unchanged. Non-finite activations raise ``ValueError``
+    in training (state unchanged) and, for NaN, in eval; an infinite element in eval gets density 0 (the rest of the
+    batch is scored as without it) and stays infinite. On an accelerator the layer never synchronises the host, so
+    it raises nothing: a non-finite training batch leaves the state unchanged and non-finite elements stay
+    non-finite in the output.
 
     Train mode (faithful by default): merge the batch into the running Gaussian (first batch: its own mean and
     unbiased variance), score it, ``L = softplus(COMP_prev - S)``, ``y = L * x``, then write the detached state. The
@@ -137,7 +83,11 @@ class RegularityNorm(nn.Module):
     (gain 1) and :attr:`last_code_length` is NaN.
 
     A per-sample prior ``s`` in (0, 1] (the paper's saliency / top-down attention, ``L_i = L - log s_i``) is passed
-    with ``forward(x, prior=s)`` or :meth:`set_prior` (consumed by the next forward).
+    with ``forward(x, prior=s)`` or :meth:`set_prior` (consumed by the next forward). The prior is a constant for
+    autograd.
+
+    The state is float64 whatever the module's dtype: ``.half()``, ``.float()`` or ``.to(dtype)`` move it between
+    devices but never change its dtype.
     """
 
     running_mean: Tensor
@@ -147,6 +97,7 @@ class RegularityNorm(nn.Module):
     running_updates: Tensor
     running_refsize: Tensor
     running_score: Tensor
+    _device_path: bool = False  # tests set this to run the accelerator path on CPU tensors
 
     def __init__(
         self,
@@ -161,54 +112,54 @@ class RegularityNorm(nn.Module):
         eval_size_correction: bool = True,
         max_gain: float | None = None,
         eps: float = 1e-5,
+        fused: bool = True,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"Unknown RegularityNorm variant {variant!r}; expected one of {VARIANTS}")
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"num_features must be a positive int, got {num_features!r}")
-        if momentum is not None and not 0.0 < momentum < 1.0:
-            raise ValueError(f"momentum must be None or in (0, 1), got {momentum!r}")
-        if eval_gain not in EVAL_GAINS:
-            raise ValueError(f"Unknown eval_gain {eval_gain!r}; expected one of {EVAL_GAINS}")
-        if max_gain is not None and not max_gain > 0.0:
-            raise ValueError(f"max_gain must be None or > 0, got {max_gain!r}")
-        if not eps > 0.0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
+        self.config = RNConfig(variant, rescale, momentum, exact_var, detach_gain, eval_gain, eval_size_correction,
+                               max_gain, eps)  # fmt: skip
         self.num_features = num_features
-        self.variant = variant
-        self.rescale = rescale
-        self.momentum = momentum
-        self.exact_var = exact_var
-        self.detach_gain = detach_gain
-        self.eval_gain = eval_gain
-        self.eval_size_correction = eval_size_correction
-        self.max_gain = max_gain
-        self.eps = eps
+        self.fused = bool(fused)
         comp_shape = (num_features,) if variant == "rln" else ()
-        f64 = {"dtype": torch.float64, "device": device}
+
+        def f64(shape: tuple[int, ...], value: float = 0.0) -> Tensor:
+            return torch.full(shape, value, dtype=torch.float64, device=device)
+
         # Float64, named running_*: SB3's DQN hard-copies every state_dict entry containing "running_" into the target.
-        self.register_buffer("running_mean", torch.zeros((), **f64))
-        self.register_buffer("running_var", torch.ones((), **f64))
-        self.register_buffer("running_count", torch.zeros((), **f64))  # elements seen (decayed with momentum)
-        self.register_buffer("running_comp", torch.zeros(comp_shape, **f64))  # COMP after the last update
-        self.register_buffer("running_updates", torch.zeros((), **f64))  # training updates so far
-        self.register_buffer("running_refsize", torch.zeros((), **f64))  # mean elements per code length in training
-        self.register_buffer("running_score", torch.zeros(comp_shape, **f64))  # S of the last training batch
+        self.register_buffer("running_mean", f64(()))
+        self.register_buffer("running_var", f64((), 1.0))
+        self.register_buffer("running_count", f64(()))  # elements seen (decayed with momentum)
+        self.register_buffer("running_comp", f64(comp_shape))  # COMP after the last update
+        self.register_buffer("running_updates", f64(()))  # training updates so far
+        self.register_buffer("running_refsize", f64(()))  # mean elements per code length in training
+        self.register_buffer("running_score", f64(comp_shape))  # S of the last training batch
         # Per-forward values live on a plain object: nn.Module.__setattr__ costs microseconds per call.
         self._transient = _Transient()
+
+    # ------------------------------------------------------------------ configuration
+    variant = property(lambda self: self.config.variant, doc="'rn' or 'rln'")
+    rescale = property(lambda self: self.config.rescale, lambda self, v: self._set(rescale=v))
+    momentum = property(lambda self: self.config.momentum, lambda self, v: self._set(momentum=v))
+    exact_var = property(lambda self: self.config.exact_var, lambda self, v: self._set(exact_var=v))
+    detach_gain = property(lambda self: self.config.detach_gain, lambda self, v: self._set(detach_gain=v))
+    eval_gain = property(lambda self: self.config.eval_gain, lambda self, v: self._set(eval_gain=v))
+    eval_size_correction = property(
+        lambda self: self.config.eval_size_correction, lambda self, v: self._set(eval_size_correction=v)
+    )
+    max_gain = property(lambda self: self.config.max_gain, lambda self, v: self._set(max_gain=v))
+    eps = property(lambda self: self.config.eps, lambda self, v: self._set(eps=v))
+
+    def _set(self, **change: Any) -> None:
+        """Options are one validated :class:`RNConfig`; changing one re-validates it (the variant is fixed)."""
+        self.config = dataclasses.replace(self.config, **change)
 
     # ------------------------------------------------------------------ public helpers
     def reset_running_stats(self) -> None:
         """Forget all statistics: the next training batch initialises the Gaussian again."""
-        self.running_mean.zero_()
-        self.running_var.fill_(1.0)
-        self.running_count.zero_()
-        self.running_comp.zero_()
-        self.running_updates.zero_()
-        self.running_refsize.zero_()
-        self.running_score.zero_()
+        for name in _BUFFERS:
+            self._buffers[name].fill_(1.0 if name == "running_var" else 0.0)  # type: ignore[union-attr]
         self._transient.last_code_length = math.nan
 
     @property
@@ -232,37 +183,41 @@ class RegularityNorm(nn.Module):
         self._transient.prior = prior
 
     def extra_repr(self) -> str:
+        defaults = RNConfig()
         parts = [f"{self.num_features}", f"variant={self.variant!r}"]
-        if not self.rescale:
-            parts.append("rescale=False")
-        if self.momentum is not None:
-            parts.append(f"momentum={self.momentum}")
-        if self.exact_var:
-            parts.append("exact_var=True")
-        if self.detach_gain:
-            parts.append("detach_gain=True")
-        if self.eval_gain != "batch":
-            parts.append(f"eval_gain={self.eval_gain!r}")
-        if not self.eval_size_correction:
-            parts.append("eval_size_correction=False")
-        if self.max_gain is not None:
-            parts.append(f"max_gain={self.max_gain}")
+        for field in dataclasses.fields(RNConfig):
+            value = getattr(self.config, field.name)
+            if field.name not in ("variant", "eps") and value != getattr(defaults, field.name):
+                parts.append(f"{field.name}={value!r}")
+        if not self.fused:
+            parts.append("fused=False")
         parts.append(f"eps={self.eps}")
         return ", ".join(parts)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> RegularityNorm:
+        """``.half()``/``.float()``/``.to(dtype)`` must not touch the float64 state; device moves still apply."""
+        state = {name: self._buffers[name] for name in _BUFFERS}
+        super()._apply(fn, recurse)
+        for name, old in state.items():
+            new = self._buffers[name]
+            if new is not None and old is not None and new.dtype != torch.float64:
+                self._buffers[name] = old.to(device=new.device)
+        return self
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, prior: Tensor | None = None) -> Tensor:
         self._check_input(x)
+        transient = self._transient
         if prior is None:
-            prior = self._transient.prior
-        self._transient.prior = None
-        if prior is not None:
-            prior = self._check_prior(prior, x)
-        y = self._train_forward(x) if self.training else self._eval_forward(x)
-        if prior is not None and self.rescale:
-            shape = (x.shape[0],) + (1,) * (x.dim() - 1)
-            y = y - x * torch.log(prior).reshape(shape).to(x.dtype)
-        return y
+            prior = transient.prior
+        transient.prior = None
+        device = x.device.type != "cpu" or self._device_path
+        log_prior = None if prior is None else self._check_prior(prior, x).log()
+        if not device and self.fused and x.dtype in _fused.DTYPES and _fused.available():
+            return self._fused_forward(x, log_prior)
+        if self.training:
+            return self._train_forward(x, log_prior, host=not device)
+        return self._eval_forward(x, log_prior, host=not device)
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() < 2 or x.shape[1] != self.num_features:
@@ -276,253 +231,153 @@ class RegularityNorm(nn.Module):
             raise ValueError(f"RegularityNorm expects a floating point input, got {x.dtype}")
 
     def _check_prior(self, prior: Tensor, x: Tensor) -> Tensor:
-        prior = torch.as_tensor(prior, device=x.device)
+        """One value in (0, 1] per sample (the range check is the one host synchronisation a prior costs)."""
+        prior = torch.as_tensor(prior, device=x.device).detach()
         if prior.numel() != x.shape[0]:
             raise ValueError(f"prior must hold one value per sample ({x.shape[0]}), got shape {tuple(prior.shape)}")
         if not bool(((prior > 0) & (prior <= 1)).all()):
             raise ValueError("prior values must lie in (0, 1]")
-        return prior.reshape(-1)
+        return prior.reshape(-1).double()
 
-    def _group_dims(self, x: Tensor) -> tuple[int, ...] | None:
-        """Axes one code length reduces over: None for all (rn), all but the unit axis 1 (rln)."""
-        return None if self.variant == "rn" else (0, *range(2, x.dim()))
+    def _fused_forward(self, x: Tensor, log_prior: Tensor | None) -> Tensor:
+        """One C++ call: statistics, score, gain, output, overflow check and state write (on success only)."""
+        cfg, b = self.config, self._buffers
+        max_gain = math.inf if cfg.max_gain is None else cfg.max_gain
+        xin = x if cfg.rescale else x.detach()
+        try:
+            if self.training:
+                slope = cfg.rescale and not cfg.detach_gain and x.requires_grad and torch.is_grad_enabled()
+                y, length = _fused.train(xin, b["running_mean"], b["running_var"], b["running_count"], b["running_comp"],
+                                         b["running_updates"], b["running_refsize"], b["running_score"], log_prior,
+                                         cfg.variant == "rln", cfg.momentum or 0.0, cfg.exact_var, max_gain, cfg.eps,
+                                         cfg.rescale, slope)  # fmt: skip
+            else:
+                y, length = _fused.eval(xin, b["running_mean"], b["running_var"], b["running_comp"], b["running_updates"],
+                                        b["running_refsize"], b["running_score"], log_prior, cfg.variant == "rln",
+                                        cfg.momentum or 0.0, cfg.eval_gain == "frozen", cfg.eval_size_correction, max_gain,
+                                        cfg.eps, cfg.rescale)  # fmt: skip
+        except RuntimeError as exc:
+            raise _fused.translate(exc) from None
+        self._transient.last_code_length = length
+        return y if cfg.rescale else x
 
-    def _log_decay(self) -> float:
-        return 0.0 if self.momentum is None else math.log1p(-self.momentum)
+    def _state(self, host: bool) -> tuple[Scalar, Scalar, Scalar, Scalar]:
+        """(count, mean, var, COMP_prev) as the next update sees them (count and COMP decayed with momentum)."""
+        decay = self.config.log_decay
+        if host:
+            comp: Scalar = self.running_comp.item() if self.variant == "rn" else self.running_comp
+            count = self.running_count.item() * math.exp(decay)
+            return count, self.running_mean.item(), self.running_var.item(), comp + decay
+        return self.running_count * math.exp(decay), self.running_mean, self.running_var, self.running_comp + decay
 
-    def _comp(self) -> float | Tensor:
-        """COMP_prev as the next update sees it (decayed when ``momentum`` is set)."""
-        comp = self.running_comp.item() if self.variant == "rn" else self.running_comp
-        return comp + self._log_decay()
-
-    @staticmethod
-    def _code_length(comp: float | Tensor, score: float | Tensor) -> tuple[float | Tensor, float | Tensor]:
-        """(L, dL/d(COMP_prev - S)) with L = softplus(COMP_prev - S) = logaddexp(COMP_prev, S) - S."""
-        if isinstance(score, Tensor) or isinstance(comp, Tensor):
-            arg = comp - score
-            return torch.logaddexp(arg, torch.zeros_like(arg)), torch.sigmoid(arg)
-        arg = comp - score
-        return _softplus(arg), _sigmoid(arg)
-
-    def _density(
-        self, centred: Tensor, var: float, dims: tuple[int, ...] | None
-    ) -> tuple[Tensor, float | Tensor, float | Tensor]:
-        """Unnormalised Gaussian densities p_i = exp(-d_i^2 / 2var), their group sums, and S = log sum N(x_i).
-
-        ``log(sum(exp(.)))`` needs no max-shift because every exponent is <= 0; if a group's densities (nearly)
-        underflow (all its elements far from the mean), it falls back to an exact float64 logsumexp with normalised
-        weights.
-        """
-        sigma = math.sqrt(var)
-        const = -math.log(sigma) - _HALF_LOG_2PI
-        density = centred.square().mul_(-0.5 / var).exp_()
-        if dims is None:
-            total: float | Tensor = float(density.sum())
-            if _MIN_DENSITY_SUM < total < math.inf:
-                return density, total, math.log(total) + const
-        else:
-            total = density.sum(dims, keepdim=True)
-            if bool((total > _MIN_DENSITY_SUM).all()):
-                return density, total, total.reshape(-1).double().log() + const
-        exponent = centred.double().square().mul_(-0.5 / var)
-        if dims is None:
-            lse = torch.logsumexp(exponent.reshape(-1), 0)
-            return (exponent - lse).exp_().to(centred.dtype), 1.0, lse.item() + const
-        lse = torch.logsumexp(exponent, dims, keepdim=True)
-        ones = torch.ones_like(lse, dtype=centred.dtype)
-        return (exponent - lse).exp_().to(centred.dtype), ones, lse.reshape(-1) + const
-
-    def _centre_batch(self, xd: Tensor, count: float, mean: float) -> tuple[Tensor, float, float, float]:
-        """(x - merged mean, batch mean, unbiased batch variance, merged mean) from two reductions.
-
-        The batch is centred on the mean it will have *after* merging (the Gaussian it is scored under), and the
-        variance recovered with the shift identity; the merged mean is close to the batch mean, so there is little
-        cancellation. Raises if the input is not finite; the running state is untouched at that point.
-        """
-        n = xd.numel()
-        flat = xd.view(-1) if xd.is_contiguous() else xd.reshape(-1)
-        s1 = float(flat.sum())
-        if not math.isfinite(s1):
-            if not bool(torch.isfinite(xd).all()):
-                raise ValueError(
-                    "RegularityNorm received non-finite activations (NaN or inf) in training mode; "
-                    "its running statistics were left unchanged"
-                )
-            s1 = float(flat.double().sum())  # finite input whose float32 sum overflowed
-        batch_mean = s1 / n
-        merged_mean = _merged_mean(count, mean, n, batch_mean)
-        centred = xd - merged_mean
-        if n < 2:
-            return centred, batch_mean, math.nan, merged_mean
-        flat_c = centred.view(-1)
-        s2 = float(torch.dot(flat_c, flat_c))
-        if not math.isfinite(s2):  # squares overflowed float32
-            flat_c = flat_c.double()
-            s2 = float(torch.dot(flat_c, flat_c))
-        batch_var = max((s2 - n * (batch_mean - merged_mean) ** 2) / (n - 1), 0.0)
-        return centred, batch_mean, batch_var, merged_mean
-
-    def _train_forward(self, x: Tensor) -> Tensor:
-        dims = self._group_dims(x)
+    def _train_forward(self, x: Tensor, log_prior: Tensor | None, host: bool) -> Tensor:
+        cfg = self.config
+        dims = cfg.group_dims(x.dim())
         n = x.numel()
-        eps_sq = self.eps * self.eps
         # rn reduces over everything: work on a flat view so the reductions below need no reshapes.
         xd = x.detach() if dims is not None else x.detach().reshape(-1)
-        count = self.running_count.item() * math.exp(self._log_decay())
-        mean = self.running_mean.item()
-        centred, batch_mean, batch_var, _ = self._centre_batch(xd, count, mean)
-        merged = _merge_batch(count, mean, self.running_var.item(), n, batch_mean, batch_var, self.exact_var)
-        var = max(merged.var, eps_sq)
-        density, total, score = self._density(centred, var, dims)
-        gain, sens = self._code_length(self._comp(), score)
+        count, mean, var0, comp = self._state(host)
+        centred, batch_mean, batch_var, _ = F.centre_batch(xd, count, mean, host)
+        merged = F.merge_batch(count, mean, var0, n, batch_mean, batch_var, cfg.exact_var)
+        var = F.maximum(merged.var, cfg.eps * cfg.eps)
+        p, total, score = F.density(centred, var, dims) if host else F.shifted_density(centred, var, dims)  # type: ignore[arg-type]
+        gain, sens = F.code_length(comp, score)
         new_comp = score + gain  # = logaddexp(COMP_prev, S)
-        if not (math.isfinite(merged.mean) and math.isfinite(merged.var) and _all_finite(new_comp)):
+        if host and not (_all_finite(merged.mean) and _all_finite(merged.var) and _all_finite(new_comp)):
             raise FloatingPointError(
                 "RegularityNorm statistics overflowed (activations too large for the running Gaussian); "
                 "its running statistics were left unchanged"
             )
-        y = self._rescale_train(x, gain, sens, centred, density, total, merged, batch_mean, var)
-        self._write_state(merged, score, new_comp, n if dims is None else n // self.num_features)
+        y = x
+        if cfg.rescale:
+            gain_c, sens_c = F.cap(gain, sens, cfg.max_gain)
+            scale = self._broadcast(gain_c, x)
+            if not cfg.detach_gain and x.requires_grad and torch.is_grad_enabled():
+                clamped = merged.var < cfg.eps * cfg.eps
+                slope = F.code_length_slope(x, self._broadcast(sens_c, x), centred, p, total, var, merged, batch_mean,
+                                            clamped, dims is None, host)  # fmt: skip
+                scale = scale + (slope - slope.detach())
+            y = self._finish(x, x * scale, gain_c, var, log_prior, host)
+        self._write_state(merged, score, new_comp, n if dims is None else n // self.num_features, host)
         self._transient.last_code_length = gain
         return y
 
-    def _rescale_train(
-        self,
-        x: Tensor,
-        gain: float | Tensor,
-        sens: float | Tensor,
-        centred: Tensor,
-        density: Tensor,
-        total: float | Tensor,
-        merged: _Merged,
-        batch_mean: float,
-        var: float,
-    ) -> Tensor:
-        """``gain * x`` with the code length's gradient through the current batch (unless detached or capped)."""
-        if not self.rescale:
-            return x
-        gain, sens = self._cap(gain, sens)
-        gain_b = self._broadcast(gain, x)
-        if self.detach_gain or not (x.requires_grad and torch.is_grad_enabled()):
-            return self._check_overflow(x * gain_b, gain, var)
-        clamped = merged.var < self.eps * self.eps
-        var_slope = 0.0 if clamped else merged.var_slope
-        # dvar/dx_i = var_slope * (x_i - batch_mean) + var_shift = var_slope * centred_i + var_const
-        var_const = 0.0 if clamped else var_slope * (merged.mean - batch_mean) + merged.var_shift
-        sens_b = self._broadcast(sens, x)
-        slope = self._code_length_slope(x, sens_b, centred, density, total, var, merged.mean_slope, var_slope, var_const)
-        return self._check_overflow(x * (gain_b + (slope - slope.detach())), gain, var)
-
-    def _cap(self, gain: float | Tensor, sens: float | Tensor) -> tuple[float | Tensor, float | Tensor]:
-        """Apply ``max_gain``: a capped gain is a constant, so its slope is zero."""
-        if self.max_gain is None:
-            return gain, sens
-        if isinstance(gain, Tensor):
-            over = gain > self.max_gain
-            capped_sens = torch.where(over, torch.zeros_like(sens), sens) if isinstance(sens, Tensor) else sens
-            return gain.clamp(max=self.max_gain), capped_sens
-        return (self.max_gain, 0.0) if gain > self.max_gain else (gain, sens)
-
-    def _check_overflow(self, y: Tensor, gain: float | Tensor, var: float) -> Tensor:
-        """Raise instead of returning inf; only large gains pay for the check."""
-        largest = float(gain.max()) if isinstance(gain, Tensor) else gain
-        if largest > _OVERFLOW_CHECK_GAIN and not bool(torch.isfinite(y).all()):
-            raise FloatingPointError(
-                f"RegularityNorm output overflowed {y.dtype}: gain {largest:.3g} with running variance {var:.3g}. The "
-                "layer's statistics have collapsed (common when many RN layers are stacked: their first gains are ~0); "
-                "set max_gain or momentum, or use fewer RN layers"
-            )
+    def _finish(self, x: Tensor, y: Tensor, gain: Scalar, var: Scalar, log_prior: Tensor | None, host: bool) -> Tensor:
+        """Add the prior's ``-log s_i x`` term, then raise instead of returning an overflowed output (host only)."""
+        if log_prior is not None:
+            y = y - x * log_prior.reshape((x.shape[0],) + (1,) * (x.dim() - 1)).to(x.dtype)
+        if not host:
+            return y
+        largest = float(gain.max()) if isinstance(gain, Tensor) else float(gain)
+        if log_prior is not None:
+            largest -= float(log_prior.min())
+        if (x.dtype in _LOW_PRECISION or largest > _OVERFLOW_CHECK_GAIN) and not bool(torch.isfinite(y).all()):
+            if not bool(torch.isfinite(x).all()):
+                return y  # eval of an input with infinite elements: documented to stay infinite
+            raise FloatingPointError(_fused.overflow_message(y.dtype, largest, float(var)))
         return y
 
-    def _code_length_slope(
-        self,
-        x: Tensor,
-        sens: float | Tensor,
-        centred: Tensor,
-        density: Tensor,
-        total: float | Tensor,
-        var: float,
-        mean_slope: float,
-        var_slope: float,
-        var_const: float,
-    ) -> Tensor:
-        """``sum_i (dL/dx_i) x_i`` with the derivative detached: a zero-valued term whose gradient is dL/dx.
-
-        ``L = softplus(COMP_prev - S)`` depends on x through S = log sum_i N(x_i | mu, sigma), where mu and sigma are
-        the Gaussian *after* merging the batch; the previous state is a constant (the reference's DQN semantics).
-        With w_i = p_i / sum(p) and d_i = x_i - mu,
-
-            dS/dx_i = -w_i d_i / var + (sum_j w_j d_j / var) dmu/dx_i + ((sum_j w_j d_j^2 / var - 1) / sigma) dsigma/dx_i.
-
-        Adding ``slope - slope.detach()`` to the gain gives autograd the exact first derivative for about ten
-        kernels, where differentiating the whole computation records about thirty.
-        """
-        sigma = math.sqrt(var)
-        weighted = density * centred  # w_i d_i * total
-        flat_x = x.reshape(-1)
-        if isinstance(total, float):  # rn: one code length; centred and density are flat, group sums Python floats
-            a_mean = float(weighted.sum()) / (total * var)
-            a_sigma = (float(torch.dot(weighted, centred)) / (total * var) - 1.0) / sigma
-            k_sigma = a_sigma / (2.0 * sigma)
-            direction = weighted.mul_(-1.0 / (total * var))
-            direction.add_(centred, alpha=k_sigma * var_slope).add_(a_mean * mean_slope + k_sigma * var_const)
-            return torch.dot(direction, flat_x) * (-sens)
-        dims = (0, *range(2, x.dim()))  # rln: one code length per unit
-        a_mean = weighted.sum(dims, keepdim=True) / (total * var)
-        a_sigma = ((weighted * centred).sum(dims, keepdim=True) / (total * var) - 1.0) / sigma
-        k_sigma = a_sigma / (2.0 * sigma)
-        own = (weighted * x).sum(dims, keepdim=True) / (total * -var)
-        shared = (a_mean * mean_slope + k_sigma * var_const) * x.sum() + (k_sigma * var_slope) * torch.dot(
-            centred.reshape(-1), flat_x
-        )
-        return (own + shared) * (-sens)
-
-    def _broadcast(self, value: float | Tensor, x: Tensor) -> float | Tensor:
+    def _broadcast(self, value: Scalar, x: Tensor) -> Scalar:
         """A per-unit tensor reshaped to broadcast along dim 1, in x's dtype; Python floats pass through."""
-        if isinstance(value, Tensor):
-            return value.to(x.dtype).reshape((1, self.num_features) + (1,) * (x.dim() - 2))
-        return value
+        if not isinstance(value, Tensor):
+            return value
+        if value.dim() == 0:
+            return value.to(x.dtype)
+        return value.to(x.dtype).reshape((1, self.num_features) + (1,) * (x.dim() - 2))
 
-    def _write_state(self, merged: _Merged, score: float | Tensor, new_comp: float | Tensor, group_size: int) -> None:
-        updates = self.running_updates.item()
-        refsize = self.running_refsize.item()
-        if updates == 0:
-            refsize = float(group_size)
-        elif self.momentum is None:
-            refsize += (group_size - refsize) / (updates + 1)
-        else:
-            refsize += self.momentum * (group_size - refsize)
-        self.running_mean.fill_(merged.mean)
-        self.running_var.fill_(merged.var)
-        self.running_count.fill_(merged.count)
-        if isinstance(new_comp, Tensor):
-            self.running_comp.copy_(new_comp)
-            self.running_score.copy_(score)
-        else:
-            self.running_comp.fill_(new_comp)
-            self.running_score.fill_(score)
-        self.running_updates.add_(1.0)
-        self.running_refsize.fill_(refsize)
+    def _write_state(self, merged: F.Merged, score: Scalar, new_comp: Scalar, group_size: int, host: bool) -> None:
+        values = {
+            "running_mean": merged.mean,
+            "running_var": merged.var,
+            "running_count": merged.count,
+            "running_comp": new_comp,
+            "running_score": score,
+        }
+        if host:
+            count, refsize = self.running_updates.item(), self.running_refsize.item()
+            values["running_refsize"] = F.next_refsize(count, refsize, group_size, self.config.momentum)
+            for name, value in values.items():
+                buffer = self._buffers[name]
+                buffer.copy_(value) if isinstance(value, Tensor) else buffer.fill_(value)  # type: ignore[union-attr]
+            self.running_updates.add_(1.0)
+            return
+        updates = self.running_updates
+        values["running_refsize"] = F.next_refsize(updates, self.running_refsize, group_size, self.config.momentum)
+        ok = torch.isfinite(torch.as_tensor(merged.mean)) & torch.isfinite(torch.as_tensor(merged.var))
+        ok = ok & torch.isfinite(torch.as_tensor(new_comp)).all()
+        values["running_updates"] = updates + 1.0
+        for name, value in values.items():  # masked: a non-finite batch leaves the state as it was, without a sync
+            buffer = self._buffers[name]
+            buffer.copy_(torch.where(ok, value, buffer))  # type: ignore[arg-type, union-attr]
 
-    def _eval_forward(self, x: Tensor) -> Tensor:
-        if self.running_updates.item() == 0:
+    def _eval_forward(self, x: Tensor, log_prior: Tensor | None, host: bool) -> Tensor:
+        cfg = self.config
+        if host and self.running_updates.item() == 0:
             self._transient.last_code_length = math.nan
-            return x
-        var = max(self.running_var.item(), self.eps * self.eps)
-        if self.eval_gain == "frozen":
-            score: float | Tensor = self.running_score.item() if self.variant == "rn" else self.running_score
+            return x if log_prior is None or not cfg.rescale else self._finish(x, x, 1.0, 1.0, log_prior, host)
+        _, mean, var0, comp = self._state(host)
+        var = F.maximum(var0, cfg.eps * cfg.eps)
+        if cfg.eval_gain == "frozen":
+            score: Scalar = self.running_score.item() if host and self.variant == "rn" else self.running_score
         else:
-            dims = self._group_dims(x)
-            _, _, score = self._density(x.detach() - self.running_mean.item(), var, dims)
-            if self.eval_size_correction:
+            dims = cfg.group_dims(x.dim())
+            centred = x.detach() - (mean if host else mean.to(x.dtype))  # type: ignore[union-attr]
+            _, _, score = F.density(centred, var, dims) if host else F.shifted_density(centred, var, dims)  # type: ignore[arg-type]
+            if cfg.eval_size_correction:
                 group_size = x.numel() if dims is None else x.numel() // self.num_features
-                score = score + math.log(self.running_refsize.item() / group_size)
-        gain, _ = self._code_length(self._comp(), score)
+                refsize = self.running_refsize.item() if host else self.running_refsize
+                score = score + F.log(refsize / group_size)
+        gain, _ = F.code_length(comp, score)
+        if not host:
+            started = self.running_updates > 0
+            gain = torch.where(started, gain, math.nan)
         self._transient.last_code_length = gain
-        if not self.rescale:
+        if not cfg.rescale:
             return x
-        gain, _ = self._cap(gain, 0.0)
-        return self._check_overflow(x * self._broadcast(gain, x), gain, var)
+        applied, _ = F.cap(gain, 0.0, cfg.max_gain)
+        if not host:
+            applied = torch.where(started, applied, 1.0)
+        return self._finish(x, x * self._broadcast(applied, x), applied, var, log_prior, host)
 
 
 class _Transient:
@@ -535,7 +390,7 @@ class _Transient:
         self.prior: Tensor | None = None
 
 
-def _all_finite(value: float | Tensor) -> bool:
+def _all_finite(value: Scalar) -> bool:
     return bool(torch.isfinite(value).all()) if isinstance(value, Tensor) else math.isfinite(value)
 
 

@@ -8,12 +8,13 @@ layer).
 from __future__ import annotations
 
 import inspect
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Final
 
 from stable_baselines3.common.torch_layers import create_mlp
 from torch import nn
 
+from sb3_regnorm.functional import RNConfig
 from sb3_regnorm.layers import RegularityNorm
 
 __all__ = ["NORMS", "build_mlp", "check_norm", "norm_factories"]
@@ -41,8 +42,21 @@ def check_norm(norm: str, norm_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     unknown = sorted(set(kwargs) - set(_RN_OPTIONS))
     if unknown:
         raise ValueError(f"Unknown norm_kwargs {unknown} for norm={norm!r}; RegularityNorm accepts {list(_RN_OPTIONS)}")
-    RegularityNorm(1, **kwargs)  # raises ValueError for out-of-range values
+    try:
+        _check_values(tuple(sorted(kwargs.items())))
+    except TypeError:  # an unhashable value: validate without the cache
+        _check_values.__wrapped__(tuple(sorted(kwargs.items())))
     return kwargs
+
+
+@lru_cache(maxsize=64)
+def _check_values(items: tuple[tuple[str, Any], ...]) -> None:
+    """Range checks of RegularityNorm's options, without building a layer; cached, so a policy pays for them once."""
+    options = dict(items)
+    fused = options.pop("fused", True)
+    if not isinstance(fused, bool):
+        raise ValueError(f"fused must be a bool, got {fused!r}")
+    RNConfig(**options)  # raises ValueError for out-of-range values
 
 
 def norm_factories(norm: str, norm_kwargs: dict[str, Any] | None = None, *, conv: bool = False) -> list[Any]:

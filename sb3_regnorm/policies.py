@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, MlpExtractor
@@ -49,51 +50,15 @@ def _check_observation_space(observation_space: spaces.Space, features_extractor
         )
 
 
-class _NormOptions:
-    """What the RN policies share: validate ``norm``/``norm_kwargs`` and the spaces before SB3 builds anything."""
+class _NormPolicy:
+    """What the RN policies share: the ``norm``/``norm_kwargs`` arguments, validated once (with the action and
+    observation spaces) before SB3 builds anything, and their place in ``_get_constructor_parameters``."""
 
     default_features_extractor: ClassVar[type[BaseFeaturesExtractor]] = FlattenExtractor
+    action_spaces: ClassVar[tuple[type[spaces.Space], ...]] = _AC_ACTION_SPACES
+    action_space_help: ClassVar[str] = "supports Box, Discrete, MultiDiscrete and MultiBinary action spaces"
     norm: str
     norm_kwargs: dict[str, Any]
-
-    def _set_norm(
-        self, observation_space: spaces.Space, norm: str, norm_kwargs: dict[str, Any] | None, kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Store the norm options (before ``super().__init__``, which builds the networks) and return the kwargs."""
-        kwargs = {"features_extractor_class": self.default_features_extractor, **kwargs}
-        _check_observation_space(observation_space, kwargs["features_extractor_class"], type(self).__name__)
-        self.norm = norm
-        self.norm_kwargs = check_norm(norm, norm_kwargs)
-        return kwargs
-
-
-class NormMlpExtractor(MlpExtractor):
-    """SB3's ``MlpExtractor`` (separate policy and value MLPs) with a norm after every hidden Linear."""
-
-    def __init__(
-        self,
-        feature_dim: int,
-        net_arch: list[int] | dict[str, list[int]],
-        activation_fn: type[nn.Module],
-        device: str = "auto",
-        norm: str = "rn",
-        norm_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        nn.Module.__init__(self)  # MlpExtractor.__init__ would build the plain networks only to throw them away
-        pi_arch = net_arch.get("pi", []) if isinstance(net_arch, dict) else net_arch
-        vf_arch = net_arch.get("vf", []) if isinstance(net_arch, dict) else net_arch
-        device = get_device(device)
-        self.policy_net = build_mlp(feature_dim, pi_arch, activation_fn, norm, norm_kwargs).to(device)
-        self.value_net = build_mlp(feature_dim, vf_arch, activation_fn, norm, norm_kwargs).to(device)
-        self.latent_dim_pi = pi_arch[-1] if pi_arch else feature_dim
-        self.latent_dim_vf = vf_arch[-1] if vf_arch else feature_dim
-
-
-class RNActorCriticPolicy(_NormOptions, ActorCriticPolicy):
-    """``ActorCriticPolicy`` for PPO and A2C with ``norm`` in the policy and value MLPs.
-
-    Accepts every ``ActorCriticPolicy`` argument plus ``norm`` (default ``"rn"``) and ``norm_kwargs``.
-    """
 
     def __init__(
         self,
@@ -105,13 +70,47 @@ class RNActorCriticPolicy(_NormOptions, ActorCriticPolicy):
         norm_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(action_space, _AC_ACTION_SPACES):
-            raise ValueError(
-                f"{type(self).__name__} supports Box, Discrete, MultiDiscrete and MultiBinary action spaces, "
-                f"got {action_space}"
-            )
-        kwargs = self._set_norm(observation_space, norm, norm_kwargs, kwargs)
-        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+        if not isinstance(action_space, self.action_spaces):
+            raise ValueError(f"{type(self).__name__} {self.action_space_help}, got {action_space}")
+        kwargs = {"features_extractor_class": self.default_features_extractor, **kwargs}
+        _check_observation_space(observation_space, kwargs["features_extractor_class"], type(self).__name__)
+        self.norm = norm  # set before super().__init__, which builds the networks
+        self.norm_kwargs = check_norm(norm, norm_kwargs)
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)  # type: ignore[call-arg]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data: dict[str, Any] = super()._get_constructor_parameters()  # type: ignore[misc]
+        data.update(norm=self.norm, norm_kwargs=dict(self.norm_kwargs))
+        return data
+
+
+class NormMlpExtractor(MlpExtractor):
+    """SB3's ``MlpExtractor`` (separate policy and value MLPs) with a norm after every hidden Linear."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        net_arch: list[int] | dict[str, list[int]],
+        activation_fn: type[nn.Module],
+        device: th.device | str = "auto",
+        norm: str = "rn",
+        norm_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        nn.Module.__init__(self)  # MlpExtractor.__init__ would build the plain networks only to throw them away
+        pi_arch = net_arch.get("pi", []) if isinstance(net_arch, dict) else net_arch
+        vf_arch = net_arch.get("vf", []) if isinstance(net_arch, dict) else net_arch
+        target = get_device(device)
+        self.policy_net = build_mlp(feature_dim, pi_arch, activation_fn, norm, norm_kwargs).to(target)
+        self.value_net = build_mlp(feature_dim, vf_arch, activation_fn, norm, norm_kwargs).to(target)
+        self.latent_dim_pi = pi_arch[-1] if pi_arch else feature_dim
+        self.latent_dim_vf = vf_arch[-1] if vf_arch else feature_dim
+
+
+class RNActorCriticPolicy(_NormPolicy, ActorCriticPolicy):
+    """``ActorCriticPolicy`` for PPO and A2C with ``norm`` in the policy and value MLPs.
+
+    Accepts every ``ActorCriticPolicy`` argument plus ``norm`` (default ``"rn"``) and ``norm_kwargs``.
+    """
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = NormMlpExtractor(
@@ -120,7 +119,7 @@ class RNActorCriticPolicy(_NormOptions, ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs, share_features_extractor=self.share_features_extractor)
+        data.update(share_features_extractor=self.share_features_extractor)
         return data
 
 
@@ -155,15 +154,17 @@ class RNQNetwork(QNetwork):
         )
         self.norm = norm
         self.norm_kwargs = check_norm(norm, norm_kwargs)
-        self.q_net = build_mlp(features_dim, self.net_arch, activation_fn, norm, norm_kwargs, output_dim=int(action_space.n))
+        self.q_net = build_mlp(
+            features_dim, self.net_arch, activation_fn, norm, self.norm_kwargs, output_dim=int(action_space.n)
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs)
+        data.update(norm=self.norm, norm_kwargs=dict(self.norm_kwargs))
         return data
 
 
-class RNDQNPolicy(_NormOptions, DQNPolicy):
+class RNDQNPolicy(_NormPolicy, DQNPolicy):
     """``DQNPolicy`` whose online and target Q-networks have ``norm`` in their hidden layers.
 
     Target semantics: the target network is built as a copy of the online one (weights and RN buffers), stays in eval
@@ -172,29 +173,12 @@ class RNDQNPolicy(_NormOptions, DQNPolicy):
     reference size. Between updates the target keeps the statistics of its last sync, like its weights.
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Discrete,
-        lr_schedule: Schedule,
-        *args: Any,
-        norm: str = "rn",
-        norm_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(f"{type(self).__name__} (DQN) needs a Discrete action space, got {action_space}")
-        kwargs = self._set_norm(observation_space, norm, norm_kwargs, kwargs)
-        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+    action_spaces = (spaces.Discrete,)
+    action_space_help = "(DQN) needs a Discrete action space"
 
     def make_q_net(self) -> RNQNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         return RNQNetwork(**net_args, norm=self.norm, norm_kwargs=self.norm_kwargs).to(self.device)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(norm=self.norm, norm_kwargs=self.norm_kwargs)
-        return data
 
 
 class RNDQNCnnPolicy(RNDQNPolicy):

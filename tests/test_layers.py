@@ -1,4 +1,8 @@
-"""RegularityNorm against the reference formulas, plus its train/eval, gradient, state and bad-input contracts."""
+"""RegularityNorm against the reference formulas, plus its train/eval, gradient, state and bad-input contracts.
+
+Every test runs on the three paths (``path`` fixture): the fused C++ kernel, the pure host path (Python-float state)
+and the device path (tensor state, no host synchronisation) forced onto CPU tensors.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,24 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sb3_regnorm import RegularityNorm, find_regularity_norms
+from sb3_regnorm import RegularityNorm, _fused, find_regularity_norms
 from tests.reference import RefState, reference_step
 
 torch.set_num_threads(1)
 F64 = torch.float64
+PATHS = ("fused", "pure", "device")
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on one implementation path of RegularityNorm."""
+    if request.param == "fused" and not _fused.available():
+        pytest.skip(f"fused kernel unavailable: {_fused.load_error()}")
+    if request.param != "fused":
+        monkeypatch.setattr(_fused, "available", lambda: False)
+    if request.param == "device":
+        monkeypatch.setattr(RegularityNorm, "_device_path", True)
+    return str(request.param)
 
 
 def snapshot(layer: nn.Module) -> dict[str, torch.Tensor]:
@@ -147,7 +164,7 @@ def test_eval_never_writes_a_buffer(variant: str, rescale: bool) -> None:
     for x in drifting_batches(8, [1, 5, 64], seed=9):
         layer(x)
         layer(x, prior=torch.full((x.shape[0],), 0.5, dtype=F64))
-    layer(torch.full((2, 8), float("nan")))
+    layer(torch.full((2, 8), float("inf")))
     assert_same_state(before, snapshot(layer))
 
 
@@ -351,15 +368,45 @@ def test_bad_arguments_raise_clear_errors() -> None:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("variant", ["rn", "rln"])
-def test_non_finite_training_input_raises_and_leaves_state(bad: float, variant: str) -> None:
+def test_non_finite_training_input_raises_and_leaves_state(bad: float, variant: str, path: str) -> None:
     layer = RegularityNorm(4, variant)
     layer(torch.randn(8, 4))
     before = snapshot(layer)
     x = torch.randn(8, 4)
     x[3, 2] = bad
-    with pytest.raises(ValueError, match="non-finite activations"):
-        layer(x)
+    if path == "device":  # raising would synchronise the host: the update is masked instead
+        assert not torch.isfinite(layer(x)[3, 2])
+    else:
+        with pytest.raises(ValueError, match="non-finite activations"):
+            layer(x)
     assert_same_state(before, snapshot(layer))
+
+
+@pytest.mark.parametrize("variant", ["rn", "rln"])
+@pytest.mark.parametrize("frozen", [False, True])
+def test_eval_nan_raises_and_inf_stays_local(variant: str, frozen: bool, path: str) -> None:
+    """A NaN cannot be scored (ValueError, batch-scored eval on CPU); an infinite element does not spoil the batch."""
+    layer = RegularityNorm(4, variant, eval_gain="frozen" if frozen else "batch")
+    for x in drifting_batches(4, [16, 16]):
+        layer(x)
+    layer.eval()
+    x = torch.randn(6, 4, dtype=F64)
+    clean = layer(x)
+    x[2, 1] = float("inf")
+    y = layer(x)
+    assert torch.isinf(y[2, 1])
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[2, 1] = False
+    assert torch.isfinite(y[mask]).all()
+    if frozen:
+        torch.testing.assert_close(y[mask], clean[mask])
+    x[2, 1] = float("nan")
+    if frozen or path == "device":
+        y = layer(x)
+        assert torch.isnan(y[2, 1]) and torch.isfinite(y[mask]).all()
+    else:
+        with pytest.raises(ValueError, match="non-finite activations"):
+            layer(x)
 
 
 @pytest.mark.parametrize("variant", ["rn", "rln"])
@@ -424,3 +471,100 @@ def test_layernorm_then_rn_composition() -> None:
     y.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
     assert rn.running_updates.item() == 2
+
+
+# ---------------------------------------------------------------------------------------------- dtype safety
+@pytest.mark.parametrize("cast", ["half", "bfloat16", "float"])
+def test_module_casts_keep_the_float64_state(cast: str) -> None:
+    """``.half()`` etc. convert parameters, never RN's state: the count must not overflow float16 after 4 updates."""
+    net = nn.Sequential(nn.Linear(16, 64), RegularityNorm(64))
+    rn = net[1]
+    for x in drifting_batches(16, [64, 64]):
+        net(x.float())
+    comp = rn.running_comp.clone()
+    getattr(net, cast)()
+    assert all(b.dtype == F64 for b in rn.buffers())
+    assert torch.equal(rn.running_comp, comp)  # bit-exact
+    dtype = net[0].weight.dtype
+    for x in drifting_batches(16, [64] * 4, seed=3):
+        net(x.to(dtype))
+    assert rn.running_count.item() == 64 * 64 * 6 and torch.isfinite(rn.running_comp).all()
+    net.double()
+    assert all(b.dtype == F64 for b in rn.buffers())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_output_overflow_raises_at_small_gain(dtype: torch.dtype, path: str) -> None:
+    if path == "device":
+        pytest.skip("the device path never synchronises to raise")
+    gen = torch.Generator().manual_seed(5)
+    layer = RegularityNorm(16)
+    for _ in range(1000):  # gain ~ log(1000) = 6.9
+        layer(torch.randn(64, 16, generator=gen))
+    x = torch.randn(64, 16, generator=gen) * 1e4
+    before = snapshot(layer)
+    if dtype == torch.float16:
+        with pytest.raises(FloatingPointError, match=r"overflowed torch\.float16"):
+            layer(x.to(dtype))
+        assert_same_state(before, snapshot(layer))
+    x = (x * 2e33 if dtype == torch.bfloat16 else x).to(dtype)  # bfloat16 spans float32's range
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        layer(x)
+    layer.eval()
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        layer(x)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_overflow_through_the_prior_term_raises_and_leaves_state(training: bool, path: str) -> None:
+    if path == "device":
+        pytest.skip("the device path never synchronises to raise")
+    layer = RegularityNorm(4)
+    layer(torch.randn(8, 4))
+    layer.train(training)
+    before = snapshot(layer)
+    x = torch.full((2, 4), 3e37)
+    with pytest.raises(FloatingPointError, match=r"overflowed torch\.float32"):
+        layer(x, prior=torch.tensor([1e-30, 1.0]))
+    assert_same_state(before, snapshot(layer))
+
+
+# ---------------------------------------------------------------------------------------------- paths agree
+@pytest.mark.parametrize("variant", ["rn", "rln"])
+@pytest.mark.parametrize("shape", [(32, 6), (4, 6, 3, 2)])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"exact_var": True, "momentum": 0.1}, {"max_gain": 0.5}, {"detach_gain": True}, {"eval_gain": "frozen"}]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_path_matches_the_pure_host_path(
+    variant: str, shape: tuple[int, ...], kwargs: dict, dtype: torch.dtype, path: str
+) -> None:
+    """Outputs, code lengths, state and input gradients of this path against the pure host path, with a prior."""
+    if path == "pure":
+        pytest.skip("the pure host path is the oracle here")
+    ours, oracle = RegularityNorm(6, variant, **kwargs), RegularityNorm(6, variant, fused=False, **kwargs)
+    tol = {"rtol": 1e-9, "atol": 1e-10} if dtype == F64 else {"rtol": 2e-5, "atol": 2e-5}
+    for t, x in enumerate(drifting_batches(6, [shape[0]] * 4)):
+        x = x.reshape(-1, 6, *([1] * (len(shape) - 2))).expand(-1, *shape[1:]) * (1 + torch.rand(shape, dtype=F64))
+        prior = torch.rand(shape[0], dtype=F64) * 0.9 + 0.1 if t == 2 else None
+        xs = [x.to(dtype).requires_grad_(True) for _ in range(2)]
+        ys = [ours(xs[0], prior=prior)]
+        RegularityNorm._device_path = False  # the oracle runs on the host path
+        try:
+            ys.append(oracle(xs[1], prior=prior))
+        finally:
+            RegularityNorm._device_path = path == "device"
+        upstream = torch.randn_like(ys[0])
+        for y in ys:
+            (y * upstream).sum().backward()
+        torch.testing.assert_close(ys[0], ys[1], **tol)
+        torch.testing.assert_close(xs[0].grad, xs[1].grad, **tol)
+        torch.testing.assert_close(ours.last_code_length, oracle.last_code_length, **tol)
+        for key, value in oracle.state_dict().items():
+            torch.testing.assert_close(ours.state_dict()[key], value, **tol, msg=key)
+    ours.eval(), oracle.eval()
+    x = torch.randn(5, *shape[1:], dtype=dtype)
+    y = ours(x)
+    RegularityNorm._device_path = False
+    torch.testing.assert_close(y, oracle(x), **tol)
+    torch.testing.assert_close(ours.last_code_length, oracle.last_code_length, **tol)

@@ -1,0 +1,588 @@
+// Fused CPU kernels of RegularityNorm (see sb3_regnorm/functional.py for the math they transcribe).
+//
+// Why C++: an RN step in PyTorch ops is ~15 small kernels and ~6 autograd nodes, each a few microseconds of
+// dispatch; here the training forward is one op (a few sweeps over the data with double accumulators, one ATen
+// exp for its vectorised SLEEF kernel) and its backward two sweeps, with the autograd formula registered in C++
+// through torch.library, so no Python Function sits on the hot path. The op also reads and writes the float64
+// running state in place (only after every check passed), so a training step never leaves C++.
+//
+// Errors are raised with a "sb3_regnorm:<code>" token that sb3_regnorm/_fused.py turns into Python's ValueError or
+// FloatingPointError with the same message as the pure path.
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr double kHalfLog2Pi = 0.918938533204672741780329736406;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double softplus(double a) { return a > 0 ? a + std::log1p(std::exp(-a)) : std::log1p(std::exp(a)); }
+
+double sigmoid(double a) {
+  if (a >= 0) return 1.0 / (1.0 + std::exp(-a));
+  const double e = std::exp(a);
+  return e / (1.0 + e);
+}
+
+[[noreturn]] void fail(const std::string& code) { TORCH_CHECK(false, "sb3_regnorm:", code, ":"); }
+
+[[noreturn]] void fail_overflow(const Tensor& x, double gain, double var) {
+  std::ostringstream msg;
+  msg.precision(17);
+  msg << "overflow:" << c10::toString(x.scalar_type()) << ":" << gain << ":" << var;
+  fail(msg.str());
+}
+
+struct Merged {
+  double mean, var, count, mean_slope, var_slope, var_shift;
+};
+
+// functional.merge_batch, for host scalars.
+Merged merge_batch(double count, double mean, double var, int64_t n, double bm, double bv, bool exact_var) {
+  const bool has_var = n >= 2;
+  const double total = count + static_cast<double>(n);
+  const double new_mean = count <= 0.0 ? bm : (count * mean + static_cast<double>(n) * bm) / total;
+  const double weight_prev = std::max(count - 1.0, 0.0);
+  const double weight_batch = has_var ? static_cast<double>(n - 1) : 0.0;
+  const double sum_sq = weight_prev * var + (has_var ? weight_batch * bv : 0.0);
+  double shift = 0.0, shift_grad = 0.0, denom;
+  if (exact_var) {
+    const double d = bm - mean;
+    shift = count * static_cast<double>(n) / total * (d * d);
+    denom = total - 1.0;
+    shift_grad = 2.0 * d * count / total / (denom > 0.0 ? denom : 1.0);
+  } else {
+    denom = weight_prev + weight_batch;
+  }
+  const bool usable = denom > 0.0;
+  const double safe = usable ? denom : 1.0;
+  return {new_mean, usable ? (sum_sq + shift) / safe : var, total, 1.0 / total,
+          (has_var && usable) ? 2.0 / safe : 0.0, usable ? shift_grad : 0.0};
+}
+
+// The layout both kernels iterate in: B samples x G' segments x R' contiguous elements; element (b, s, r) belongs to
+// code-length group s for rln (G' = features, R' = spatial size) and to group 0 for rn (G' = 1, R' = features x spatial).
+struct Layout {
+  int64_t batch, segments, length, groups, numel;
+  bool rln;
+  Layout(const Tensor& x, bool per_unit) {
+    numel = x.numel();
+    batch = x.size(0);
+    const int64_t features = x.size(1);
+    const int64_t spatial = numel / (batch * features);
+    rln = per_unit;
+    segments = per_unit ? features : 1;
+    length = per_unit ? spatial : features * spatial;
+    groups = per_unit ? features : 1;
+  }
+  int64_t group_size() const { return numel / groups; }
+};
+
+const double* maybe_log_prior(const c10::optional<Tensor>& lp) {
+  return lp.has_value() && lp->defined() ? lp->data_ptr<double>() : nullptr;
+}
+
+// Sum of (x - mu)^2 and, per group, the smallest (x - mu)^2 (the max-shift of the density's exponent).
+template <typename T>
+double centred_squares(const T* x, const Layout& L, double mu, std::vector<double>& min_sq) {
+  double s2 = 0.0;
+  min_sq.assign(L.groups, kInf);
+  for (int64_t b = 0; b < L.batch; ++b) {
+    for (int64_t s = 0; s < L.segments; ++s) {
+      const T* seg = x + (b * L.segments + s) * L.length;
+      double acc = 0.0, lo = kInf;
+#pragma omp simd reduction(+ : acc) reduction(min : lo)
+      for (int64_t r = 0; r < L.length; ++r) {
+        const double c = static_cast<double>(seg[r]) - mu;
+        acc += c * c;
+        lo = std::min(lo, c * c);
+      }
+      s2 += acc;
+      min_sq[s] = std::min(min_sq[s], lo);
+    }
+  }
+  for (auto& m : min_sq) m = std::isfinite(m) ? m : 0.0;
+  return s2;
+}
+
+// Shifted densities p_i = exp(-((x_i - mu)^2 - min_sq_g) / 2var) into `p`, and per group sum p, sum p c, sum p c^2.
+template <typename T>
+void densities(const T* x, T* p, Tensor& p_tensor, const Layout& L, double mu, double var,
+               const std::vector<double>& min_sq, bool moments, std::vector<double>& tot, std::vector<double>& pc,
+               std::vector<double>& pc2) {
+  const double inv2v = 0.5 / var;
+  for (int64_t b = 0; b < L.batch; ++b) {
+    for (int64_t s = 0; s < L.segments; ++s) {
+      const int64_t off = (b * L.segments + s) * L.length;
+      const double shift = min_sq[s];
+#pragma omp simd
+      for (int64_t r = 0; r < L.length; ++r) {
+        const double c = static_cast<double>(x[off + r]) - mu;
+        p[off + r] = static_cast<T>(-(c * c - shift) * inv2v);
+      }
+    }
+  }
+  p_tensor.exp_();  // ATen's vectorised exp (SLEEF), one call for the whole batch
+  tot.assign(L.groups, 0.0);
+  pc.assign(L.groups, 0.0);
+  pc2.assign(L.groups, 0.0);
+  for (int64_t b = 0; b < L.batch; ++b) {
+    for (int64_t s = 0; s < L.segments; ++s) {
+      const int64_t off = (b * L.segments + s) * L.length;
+      double a0 = 0.0, a1 = 0.0, a2 = 0.0;
+      if (moments) {
+#pragma omp simd reduction(+ : a0, a1, a2)
+        for (int64_t r = 0; r < L.length; ++r) {
+          const double w = static_cast<double>(p[off + r]);
+          const double c = static_cast<double>(x[off + r]) - mu;
+          a0 += w;
+          a1 += w * c;
+          a2 += w * c * c;
+        }
+      } else {
+#pragma omp simd reduction(+ : a0)
+        for (int64_t r = 0; r < L.length; ++r) a0 += static_cast<double>(p[off + r]);
+      }
+      tot[s] += a0;
+      pc[s] += a1;
+      pc2[s] += a2;
+    }
+  }
+}
+
+// y = x * (gain_g - log s_b); raises on an output that overflows (an element non-finite where x was finite).
+template <typename T>
+void rescale(const T* x, T* y, const Layout& L, const std::vector<double>& gain, const double* log_prior, double var,
+             const Tensor& xt) {
+  bool ok = true;
+  for (int64_t b = 0; b < L.batch; ++b) {
+    const double lp = log_prior ? log_prior[b] : 0.0;
+    for (int64_t s = 0; s < L.segments; ++s) {
+      const int64_t off = (b * L.segments + s) * L.length;
+      const T scale = static_cast<T>(gain[L.rln ? s : 0] - lp);
+      int bad = 0;
+#pragma omp simd reduction(| : bad)
+      for (int64_t r = 0; r < L.length; ++r) {
+        const T v = x[off + r] * scale;
+        y[off + r] = v;
+        bad |= static_cast<int>(!std::isfinite(v)) & static_cast<int>(std::isfinite(x[off + r]));
+      }
+      ok = ok && bad == 0;
+    }
+  }
+  if (!ok) {
+    double largest = *std::max_element(gain.begin(), gain.end());
+    if (log_prior) largest -= *std::min_element(log_prior, log_prior + L.batch);
+    fail_overflow(xt, largest, var);
+  }
+}
+
+double next_refsize(double updates, double refsize, int64_t group_size, double momentum) {
+  const double k = static_cast<double>(group_size);
+  if (updates == 0.0) return k;
+  return momentum > 0.0 ? refsize + momentum * (k - refsize) : refsize + (k - refsize) / (updates + 1.0);
+}
+
+Tensor group_tensor(const std::vector<double>& values, bool rln) {
+  const auto options = at::TensorOptions().dtype(at::kDouble);
+  Tensor out = rln ? at::empty({static_cast<int64_t>(values.size())}, options) : at::empty({}, options);
+  std::copy(values.begin(), values.end(), out.data_ptr<double>());
+  return out;
+}
+
+void check_state(std::initializer_list<const Tensor*> buffers) {
+  for (const Tensor* t : buffers) {
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kDouble && t->is_contiguous(),
+                "RegularityNorm's fused kernel needs contiguous float64 CPU state");
+  }
+}
+
+// Per-group backward coefficients, laid out as rows of `aux` (float64, shape (6, G) + [mu]):
+// 0 applied gain, 1 sens (0 when capped or no slope), 2 1/(sum p var), 3 dS coefficient of sum_j (via the mean and
+// the variance's constant part), 4 dS coefficient of c_j (via the variance's slope).
+constexpr int kAuxRows = 5;
+
+struct TrainResult {
+  Tensor y, length, p, aux;
+};
+
+template <typename T>
+TrainResult train_typed(const Tensor& x, Tensor& mean_b, Tensor& var_b, Tensor& count_b, Tensor& comp_b,
+                        Tensor& updates_b, Tensor& refsize_b, Tensor& score_b, const c10::optional<Tensor>& log_prior,
+                        bool rln, double momentum, bool exact_var, double max_gain, double eps, bool do_rescale,
+                        bool slope) {
+  const Layout L(x, rln);
+  const T* xp = x.data_ptr<T>();
+  const int64_t n = L.numel;
+  const double log_decay = momentum > 0.0 ? std::log1p(-momentum) : 0.0;
+  const double count = count_b.data_ptr<double>()[0] * std::exp(log_decay);
+  const double mean = mean_b.data_ptr<double>()[0];
+  double s1 = 0.0;
+#pragma omp simd reduction(+ : s1)
+  for (int64_t i = 0; i < n; ++i) s1 += static_cast<double>(xp[i]);
+  if (!std::isfinite(s1)) {
+    bool finite = true;
+    for (int64_t i = 0; i < n && finite; ++i) finite = std::isfinite(static_cast<double>(xp[i]));
+    fail(finite ? "stats" : "nonfinite_train");
+  }
+  const double batch_mean = s1 / static_cast<double>(n);
+  const double mu = count <= 0.0 ? batch_mean : (count * mean + static_cast<double>(n) * batch_mean) / (count + n);
+  std::vector<double> min_sq;
+  const double s2 = centred_squares(xp, L, mu, min_sq);
+  double batch_var = kNaN;
+  if (n >= 2) {
+    const double d = batch_mean - mu;
+    batch_var = std::max((s2 - static_cast<double>(n) * (d * d)) / static_cast<double>(n - 1), 0.0);
+  }
+  const Merged merged = merge_batch(count, mean, var_b.data_ptr<double>()[0], n, batch_mean, batch_var, exact_var);
+  if (!std::isfinite(merged.mean) || !std::isfinite(merged.var)) fail("stats");
+  const double var = std::max(merged.var, eps * eps);
+  Tensor p = at::empty_like(x);
+  std::vector<double> tot, pc, pc2;
+  densities(xp, p.data_ptr<T>(), p, L, mu, var, min_sq, slope, tot, pc, pc2);
+  const double log_norm = -std::log(std::sqrt(var)) - kHalfLog2Pi;
+  const double inv2v = 0.5 / var;
+  const double* comp_prev = comp_b.data_ptr<double>();
+  std::vector<double> score(L.groups), gain(L.groups), new_comp(L.groups), aux(kAuxRows * L.groups + 1, 0.0);
+  const bool clamped = merged.var < eps * eps;
+  const double var_slope = clamped ? 0.0 : merged.var_slope;
+  const double var_const = clamped ? 0.0 : var_slope * (merged.mean - batch_mean) + merged.var_shift;
+  const double sigma = std::sqrt(var);
+  for (int64_t g = 0; g < L.groups; ++g) {
+    score[g] = std::log(tot[g]) - min_sq[g] * inv2v + log_norm;
+    const double arg = comp_prev[g] + log_decay - score[g];
+    gain[g] = softplus(arg);
+    new_comp[g] = score[g] + gain[g];
+    if (!std::isfinite(new_comp[g])) fail("stats");
+    const bool capped = gain[g] > max_gain;
+    aux[g] = capped ? max_gain : gain[g];
+    aux[L.groups + g] = (slope && !capped) ? sigmoid(arg) : 0.0;
+    if (slope) {
+      const double tv = tot[g] * var;
+      const double a_mean = pc[g] / tv;
+      const double k_sigma = (pc2[g] / tv - 1.0) / sigma / (2.0 * sigma);
+      aux[2 * L.groups + g] = 1.0 / tv;
+      aux[3 * L.groups + g] = a_mean * merged.mean_slope + k_sigma * var_const;
+      aux[4 * L.groups + g] = k_sigma * var_slope;
+    }
+  }
+  aux[kAuxRows * L.groups] = mu;
+  Tensor y;
+  if (do_rescale) {
+    y = at::empty_like(x);
+    std::vector<double> applied(aux.begin(), aux.begin() + L.groups);
+    rescale(xp, y.data_ptr<T>(), L, applied, maybe_log_prior(log_prior), merged.var, x);
+  } else {
+    y = at::empty({0}, x.options());
+  }
+  // every check passed: write the state
+  const double updates = updates_b.data_ptr<double>()[0];
+  double* refsize = refsize_b.data_ptr<double>();
+  refsize[0] = next_refsize(updates, refsize[0], L.group_size(), momentum);
+  mean_b.data_ptr<double>()[0] = merged.mean;
+  var_b.data_ptr<double>()[0] = merged.var;
+  count_b.data_ptr<double>()[0] = merged.count;
+  std::copy(new_comp.begin(), new_comp.end(), comp_b.data_ptr<double>());
+  std::copy(score.begin(), score.end(), score_b.data_ptr<double>());
+  updates_b.data_ptr<double>()[0] = updates + 1.0;
+  Tensor aux_t = at::empty({static_cast<int64_t>(aux.size())}, at::TensorOptions().dtype(at::kDouble));
+  std::copy(aux.begin(), aux.end(), aux_t.data_ptr<double>());
+  return {y, group_tensor(gain, rln), slope ? p : Tensor(), aux_t};
+}
+
+TrainResult train_impl(const Tensor& x_in, Tensor& mean, Tensor& var, Tensor& count, Tensor& comp, Tensor& updates,
+                       Tensor& refsize, Tensor& score, const c10::optional<Tensor>& log_prior, bool rln, double momentum,
+                       bool exact_var, double max_gain, double eps, bool do_rescale, bool slope) {
+  TORCH_CHECK(x_in.device().is_cpu(), "RegularityNorm's fused kernel runs on CPU tensors");
+  check_state({&mean, &var, &count, &comp, &updates, &refsize, &score});
+  const Tensor x = x_in.contiguous();
+  if (x.scalar_type() == at::kFloat) {
+    return train_typed<float>(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum, exact_var,
+                              max_gain, eps, do_rescale, slope);
+  }
+  TORCH_CHECK(x.scalar_type() == at::kDouble, "RegularityNorm's fused kernel handles float32 and float64");
+  return train_typed<double>(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum, exact_var,
+                             max_gain, eps, do_rescale, slope);
+}
+
+// grad_x = (gain_g - log s_b) g + [slope] H_g (-p c / (sum p var)) + K1 + K2 c, H_g = -sens_g sum_{i in g} g_i x_i.
+template <typename T>
+Tensor train_backward_typed(const Tensor& grad, const Tensor& x, const Tensor& p, const Tensor& aux_t,
+                            const c10::optional<Tensor>& log_prior, bool rln) {
+  const Layout L(x, rln);
+  const T* gp = grad.data_ptr<T>();
+  const T* xp = x.data_ptr<T>();
+  const double* aux = aux_t.data_ptr<double>();
+  const int64_t G = L.groups;
+  const double mu = aux[kAuxRows * G];
+  const double* lp = maybe_log_prior(log_prior);
+  Tensor out = at::empty_like(x);
+  T* op = out.data_ptr<T>();
+  std::vector<double> h(G, 0.0);
+  double k1 = 0.0, k2 = 0.0;
+  const bool has_slope = p.defined();
+  if (has_slope) {
+    std::vector<double> gx(G, 0.0);
+    for (int64_t b = 0; b < L.batch; ++b) {
+      for (int64_t s = 0; s < L.segments; ++s) {
+        const int64_t off = (b * L.segments + s) * L.length;
+        double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t r = 0; r < L.length; ++r) acc += static_cast<double>(gp[off + r]) * static_cast<double>(xp[off + r]);
+        gx[s] += acc;
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      h[g] = -aux[G + g] * gx[g];
+      k1 += h[g] * aux[3 * G + g];
+      k2 += h[g] * aux[4 * G + g];
+    }
+  }
+  const T* pp = has_slope ? p.data_ptr<T>() : nullptr;
+  for (int64_t b = 0; b < L.batch; ++b) {
+    const double lpb = lp ? lp[b] : 0.0;
+    for (int64_t s = 0; s < L.segments; ++s) {
+      const int64_t off = (b * L.segments + s) * L.length;
+      const int64_t g = L.rln ? s : 0;
+      const double scale = aux[g] - lpb;
+      if (!has_slope) {
+        const T sc = static_cast<T>(scale);
+#pragma omp simd
+        for (int64_t r = 0; r < L.length; ++r) op[off + r] = gp[off + r] * sc;
+        continue;
+      }
+      const double own = -h[g] * aux[2 * G + g];
+#pragma omp simd
+      for (int64_t r = 0; r < L.length; ++r) {
+        const double c = static_cast<double>(xp[off + r]) - mu;
+        op[off + r] = static_cast<T>(scale * static_cast<double>(gp[off + r]) + own * static_cast<double>(pp[off + r]) * c +
+                                     k1 + k2 * c);
+      }
+    }
+  }
+  return out;
+}
+
+Tensor train_backward(const Tensor& grad_in, const Tensor& x, const Tensor& p, const Tensor& aux,
+                      const c10::optional<Tensor>& log_prior, bool rln) {
+  const Tensor grad = grad_in.to(x.scalar_type()).contiguous();
+  if (x.scalar_type() == at::kFloat) return train_backward_typed<float>(grad, x, p, aux, log_prior, rln);
+  return train_backward_typed<double>(grad, x, p, aux, log_prior, rln);
+}
+
+struct EvalResult {
+  Tensor y, length, aux;
+};
+
+template <typename T>
+EvalResult eval_typed(const Tensor& x, const Tensor& mean_b, const Tensor& var_b, const Tensor& comp_b,
+                      const Tensor& updates_b, const Tensor& refsize_b, const Tensor& score_b,
+                      const c10::optional<Tensor>& log_prior, bool rln, double momentum, bool frozen,
+                      bool size_correction, double max_gain, double eps, bool do_rescale) {
+  const Layout L(x, rln);
+  const T* xp = x.data_ptr<T>();
+  const double* lp = maybe_log_prior(log_prior);
+  std::vector<double> gain(L.groups, kNaN), applied(L.groups, 1.0);
+  const bool started = updates_b.data_ptr<double>()[0] > 0.0;
+  double var = 1.0;
+  if (started) {
+    const double log_decay = momentum > 0.0 ? std::log1p(-momentum) : 0.0;
+    var = std::max(var_b.data_ptr<double>()[0], eps * eps);
+    const double* comp = comp_b.data_ptr<double>();
+    std::vector<double> score(score_b.data_ptr<double>(), score_b.data_ptr<double>() + L.groups);
+    if (!frozen) {
+      const double mu = mean_b.data_ptr<double>()[0];
+      std::vector<double> min_sq;
+      const double s2 = centred_squares(xp, L, mu, min_sq);
+      if (std::isnan(s2)) fail("nan_eval");
+      Tensor p = at::empty_like(x);
+      std::vector<double> tot, pc, pc2;
+      densities(xp, p.data_ptr<T>(), p, L, mu, var, min_sq, false, tot, pc, pc2);
+      const double correction = size_correction
+                                    ? std::log(refsize_b.data_ptr<double>()[0] / static_cast<double>(L.group_size()))
+                                    : 0.0;
+      for (int64_t g = 0; g < L.groups; ++g) {
+        score[g] = std::log(tot[g]) - min_sq[g] * 0.5 / var - std::log(std::sqrt(var)) - kHalfLog2Pi + correction;
+      }
+    }
+    for (int64_t g = 0; g < L.groups; ++g) {
+      gain[g] = softplus(comp[g] + log_decay - score[g]);
+      applied[g] = std::min(gain[g], max_gain);
+    }
+  }
+  Tensor y;
+  if (do_rescale) {
+    y = at::empty_like(x);
+    rescale(xp, y.data_ptr<T>(), L, applied, lp, var, x);
+  } else {
+    y = at::empty({0}, x.options());
+  }
+  Tensor aux = at::empty({L.groups}, at::TensorOptions().dtype(at::kDouble));
+  std::copy(applied.begin(), applied.end(), aux.data_ptr<double>());
+  return {y, group_tensor(gain, rln), aux};
+}
+
+EvalResult eval_impl(const Tensor& x_in, const Tensor& mean, const Tensor& var, const Tensor& comp,
+                     const Tensor& updates, const Tensor& refsize, const Tensor& score,
+                     const c10::optional<Tensor>& log_prior, bool rln, double momentum, bool frozen,
+                     bool size_correction, double max_gain, double eps, bool do_rescale) {
+  TORCH_CHECK(x_in.device().is_cpu(), "RegularityNorm's fused kernel runs on CPU tensors");
+  check_state({&mean, &var, &comp, &updates, &refsize, &score});
+  const Tensor x = x_in.contiguous();
+  if (x.scalar_type() == at::kFloat) {
+    return eval_typed<float>(x, mean, var, comp, updates, refsize, score, log_prior, rln, momentum, frozen,
+                             size_correction, max_gain, eps, do_rescale);
+  }
+  TORCH_CHECK(x.scalar_type() == at::kDouble, "RegularityNorm's fused kernel handles float32 and float64");
+  return eval_typed<double>(x, mean, var, comp, updates, refsize, score, log_prior, rln, momentum, frozen,
+                            size_correction, max_gain, eps, do_rescale);
+}
+
+// grad_x = (applied_g - log s_b) g: the eval gain is a constant of the batch (as in the pure path).
+Tensor eval_backward(const Tensor& grad_in, const Tensor& x, const Tensor& aux, const c10::optional<Tensor>& log_prior,
+                     bool rln) {
+  const Tensor grad = grad_in.to(x.scalar_type()).contiguous();
+  const int64_t groups = aux.numel();
+  std::vector<int64_t> shape(x.dim(), 1);
+  if (rln) shape[1] = groups;
+  Tensor scale = aux.reshape(shape);
+  if (log_prior.has_value() && log_prior->defined()) {
+    std::vector<int64_t> per_sample(x.dim(), 1);
+    per_sample[0] = x.size(0);
+    scale = scale - log_prior->reshape(per_sample);
+  }
+  return grad * scale.to(x.scalar_type());
+}
+
+class TrainFunction : public torch::autograd::Function<TrainFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, Tensor mean, Tensor var, Tensor count, Tensor comp,
+                               Tensor updates, Tensor refsize, Tensor score, const c10::optional<Tensor>& log_prior,
+                               bool rln, double momentum, bool exact_var, double max_gain, double eps, bool do_rescale,
+                               bool slope) {
+    TrainResult r = train_impl(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum, exact_var,
+                               max_gain, eps, do_rescale, slope);
+    const Tensor lp = log_prior.has_value() ? *log_prior : Tensor();
+    ctx->save_for_backward({x.contiguous(), r.p, r.aux, lp});
+    ctx->saved_data["rln"] = rln;
+    ctx->mark_non_differentiable({r.length});
+    return {r.y, r.length};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const c10::optional<Tensor> lp = saved[3].defined() ? c10::optional<Tensor>(saved[3]) : c10::nullopt;
+    Tensor grad_x;
+    if (grads[0].defined()) grad_x = train_backward(grads[0], saved[0], saved[1], saved[2], lp, ctx->saved_data["rln"].toBool());
+    variable_list out(16);
+    out[0] = grad_x;
+    return out;
+  }
+};
+
+class EvalFunction : public torch::autograd::Function<EvalFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& mean, const Tensor& var,
+                               const Tensor& comp, const Tensor& updates, const Tensor& refsize, const Tensor& score,
+                               const c10::optional<Tensor>& log_prior, bool rln, double momentum, bool frozen,
+                               bool size_correction, double max_gain, double eps, bool do_rescale) {
+    EvalResult r = eval_impl(x, mean, var, comp, updates, refsize, score, log_prior, rln, momentum, frozen,
+                             size_correction, max_gain, eps, do_rescale);
+    const Tensor lp = log_prior.has_value() ? *log_prior : Tensor();
+    ctx->save_for_backward({x, r.aux, lp});
+    ctx->saved_data["rln"] = rln;
+    ctx->mark_non_differentiable({r.length});
+    return {r.y, r.length};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const c10::optional<Tensor> lp = saved[2].defined() ? c10::optional<Tensor>(saved[2]) : c10::nullopt;
+    variable_list out(15);
+    if (grads[0].defined()) out[0] = eval_backward(grads[0], saved[0], saved[1], lp, ctx->saved_data["rln"].toBool());
+    return out;
+  }
+};
+
+std::tuple<Tensor, Tensor> train_cpu(const Tensor& x, Tensor& mean, Tensor& var, Tensor& count, Tensor& comp,
+                                     Tensor& updates, Tensor& refsize, Tensor& score,
+                                     const c10::optional<Tensor>& log_prior, bool rln, double momentum, bool exact_var,
+                                     double max_gain, double eps, bool do_rescale, bool slope) {
+  TrainResult r = train_impl(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum, exact_var,
+                             max_gain, eps, do_rescale, false);
+  return {r.y, r.length};
+}
+
+std::tuple<Tensor, Tensor> train_autograd(const Tensor& x, Tensor& mean, Tensor& var, Tensor& count, Tensor& comp,
+                                          Tensor& updates, Tensor& refsize, Tensor& score,
+                                          const c10::optional<Tensor>& log_prior, bool rln, double momentum,
+                                          bool exact_var, double max_gain, double eps, bool do_rescale, bool slope) {
+  if (!(do_rescale && x.requires_grad() && at::GradMode::is_enabled())) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return train_cpu(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum, exact_var, max_gain,
+                     eps, do_rescale, false);
+  }
+  auto out = TrainFunction::apply(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum,
+                                  exact_var, max_gain, eps, do_rescale, slope);
+  return {out[0], out[1]};
+}
+
+std::tuple<Tensor, Tensor> eval_cpu(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& comp,
+                                    const Tensor& updates, const Tensor& refsize, const Tensor& score,
+                                    const c10::optional<Tensor>& log_prior, bool rln, double momentum, bool frozen,
+                                    bool size_correction, double max_gain, double eps, bool do_rescale) {
+  EvalResult r = eval_impl(x, mean, var, comp, updates, refsize, score, log_prior, rln, momentum, frozen,
+                           size_correction, max_gain, eps, do_rescale);
+  return {r.y, r.length};
+}
+
+std::tuple<Tensor, Tensor> eval_autograd(const Tensor& x, const Tensor& mean, const Tensor& var, const Tensor& comp,
+                                         const Tensor& updates, const Tensor& refsize, const Tensor& score,
+                                         const c10::optional<Tensor>& log_prior, bool rln, double momentum,
+                                         bool frozen, bool size_correction, double max_gain, double eps,
+                                         bool do_rescale) {
+  if (!(do_rescale && x.requires_grad() && at::GradMode::is_enabled())) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return eval_cpu(x, mean, var, comp, updates, refsize, score, log_prior, rln, momentum, frozen, size_correction,
+                    max_gain, eps, do_rescale);
+  }
+  auto out = EvalFunction::apply(x, mean, var, comp, updates, refsize, score, log_prior, rln, momentum, frozen,
+                                 size_correction, max_gain, eps, do_rescale);
+  return {out[0], out[1]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(sb3_regnorm, m) {
+  m.def(
+      "rn_train(Tensor x, Tensor(a!) mean, Tensor(b!) var, Tensor(c!) count, Tensor(d!) comp, Tensor(e!) updates, "
+      "Tensor(f!) refsize, Tensor(g!) score, Tensor? log_prior, bool rln, float momentum, bool exact_var, "
+      "float max_gain, float eps, bool rescale, bool slope) -> (Tensor, Tensor)");
+  m.def(
+      "rn_eval(Tensor x, Tensor mean, Tensor var, Tensor comp, Tensor updates, Tensor refsize, Tensor score, "
+      "Tensor? log_prior, bool rln, float momentum, bool frozen, bool size_correction, float max_gain, float eps, "
+      "bool rescale) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(sb3_regnorm, CPU, m) {
+  m.impl("rn_train", &train_cpu);
+  m.impl("rn_eval", &eval_cpu);
+}
+
+TORCH_LIBRARY_IMPL(sb3_regnorm, Autograd, m) {
+  m.impl("rn_train", &train_autograd);
+  m.impl("rn_eval", &eval_autograd);
+}

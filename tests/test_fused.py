@@ -1,0 +1,67 @@
+"""The fused kernel's switches: the environment variable, the layer argument, and the fallback without a compiler."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from sb3_regnorm import RegularityNorm, _fused
+
+
+@pytest.fixture
+def fresh_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loader that has not tried to build yet (the process-wide one is left as it was)."""
+    monkeypatch.setattr(_fused, "_LOADER", _fused._Loader())
+
+
+def test_environment_variable_disables_the_kernel(fresh_loader: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_fused.ENV_VAR, "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # disabling on purpose is silent
+        assert not _fused.available()
+    assert "disabled" in (_fused.load_error() or "")
+    layer = RegularityNorm(4)
+    y = layer(torch.randn(8, 4))
+    assert torch.isfinite(y).all() and layer.running_updates.item() == 1
+
+
+def test_build_failure_warns_once_and_falls_back(fresh_loader: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch.utils import cpp_extension
+
+    def no_compiler(**_: object) -> None:
+        raise RuntimeError("error: command 'c++' not found")
+
+    monkeypatch.delenv(_fused.ENV_VAR, raising=False)
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    with pytest.warns(RuntimeWarning, match="could not be built.*c\\+\\+' not found"):
+        assert not _fused.available()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not _fused.available()  # one warning per process
+        layer = RegularityNorm(4)
+        layer(torch.randn(8, 4))
+    assert layer.running_updates.item() == 1
+
+
+def test_layer_argument_selects_the_pure_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not _fused.available():
+        pytest.skip(f"fused kernel unavailable: {_fused.load_error()}")
+    calls = []
+    real = _fused.train
+    monkeypatch.setattr(_fused, "train", lambda *a: calls.append(1) or real(*a))
+    RegularityNorm(4, fused=False)(torch.randn(8, 4))
+    assert calls == []
+    RegularityNorm(4)(torch.randn(8, 4))
+    assert calls == [1]
+    assert "fused=False" in repr(RegularityNorm(4, fused=False))
+
+
+def test_kernel_errors_become_the_pure_paths_exceptions() -> None:
+    overflow = _fused.translate(RuntimeError("sb3_regnorm:overflow:Half:12.5:0.25:\nException raised from ..."))
+    assert isinstance(overflow, FloatingPointError) and "torch.float16" in str(overflow) and "gain 12.5" in str(overflow)
+    assert isinstance(_fused.translate(RuntimeError("sb3_regnorm:nonfinite_train:")), ValueError)
+    assert isinstance(_fused.translate(RuntimeError("sb3_regnorm:stats:")), FloatingPointError)
+    other = RuntimeError("something else")
+    assert _fused.translate(other) is other
