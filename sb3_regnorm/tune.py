@@ -309,6 +309,18 @@ def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any],
     return value
 
 
+def _without_fixed(extra: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+    """Sampled overrides minus what ``--hp`` fixes (top-level keys and ``policy_kwargs`` keys): fixed values win."""
+    out = {key: value for key, value in extra.items() if key not in fixed or key == "policy_kwargs"}
+    if "policy_kwargs" in out:
+        kept = {k: v for k, v in out["policy_kwargs"].items() if k not in fixed.get("policy_kwargs", {})}
+        if kept:
+            out["policy_kwargs"] = kept
+        else:
+            del out["policy_kwargs"]
+    return out
+
+
 def _objective(config: TuneConfig, base: dict[str, Any]) -> Callable[[optuna.Trial], float]:
     """The optuna objective: the trial's entry (base + sampled values), trained and evaluated; errors are recorded."""
 
@@ -320,6 +332,7 @@ def _objective(config: TuneConfig, base: dict[str, Any]) -> Callable[[optuna.Tri
         trial.set_user_attr("norm", norm)
         trial.set_user_attr("train_seed", train_seed)
         trial.set_user_attr("eval_seed", config.seed + EVAL_SEED_OFFSET)
+        extra = _without_fixed(extra, config.fixed)
         trial.set_user_attr("zoo_overrides", extra)
         entry = zoo.raw_entry(config.algo, config.env_id, norm, zoo.merge_overrides(config.fixed, extra))
         entry["n_timesteps"] = config.n_timesteps
@@ -448,7 +461,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--n-evaluations", type=int, default=2, help="evaluations per trial (the last one is the objective)")
     parser.add_argument("--n-startup-trials", type=int, default=4, help="random trials before TPE, and before pruning")
     parser.add_argument("--timeout", type=float, default=None, help="start no new trial after this many seconds")
-    parser.add_argument("--hp", dest="fixed_items", nargs="*", default=[], metavar="KEY=VALUE", help="fixed overrides")
+    parser.add_argument(
+        "--hp", dest="fixed_items", nargs="*", default=[], metavar="KEY=VALUE", help="fixed overrides (beat sampled values)"
+    )
     parser.add_argument("--keep-callbacks", action="store_true", help="keep the entry's RegularityCallback (slower)")
     parser.add_argument("--log-folder", default=str(DEFAULT_LOG_FOLDER), help="per-trial rl_zoo3 folders go under it")
     parser.add_argument("--summary-dir", default=None, help="default: the folder of the sqlite storage")

@@ -125,3 +125,12 @@ def test_sampled_values_map_to_zoo_overrides() -> None:
     rendered = zoo.entry("a2c", zoo.LUNAR_LANDER, "rn", extra)
     assert rendered["policy_kwargs"] == "dict(norm='rn', activation_fn=nn.ReLU, norm_kwargs=dict(momentum=0.01))"
     assert rendered["n_steps"] == 16
+
+
+def test_fixed_overrides_beat_sampled_values() -> None:
+    extra = {"n_steps": 16, "ent_coef": 0.01, "policy_kwargs": {"activation_fn": "nn.ReLU", "norm_kwargs": {"momentum": 0.01}}}
+    fixed = {"n_steps": 5, "policy_kwargs": {"activation_fn": "nn.Tanh"}}
+    kept = tune._without_fixed(extra, fixed)
+    assert kept == {"ent_coef": 0.01, "policy_kwargs": {"norm_kwargs": {"momentum": 0.01}}}
+    entry = zoo.raw_entry("a2c", zoo.LUNAR_LANDER, "rn", zoo.merge_overrides(fixed, kept))
+    assert entry["n_steps"] == 5 and entry["policy_kwargs"]["activation_fn"] == "nn.Tanh"
