@@ -80,6 +80,11 @@ ENV_IDS: Final = (LUNAR_LANDER, *MINIGRID_IDS, *NONSTATIONARY_IDS)
 DEFAULT_ZOO_DIR: Final = Path("zoo")
 """The shipped zoo, relative to the working directory (the checkout root); the only folder checked for staleness."""
 CALLBACK: Final = "sb3_regnorm.callbacks.RegularityCallback"
+"""Monitors the policy's own RN layers (entries of the RN norms)."""
+PROBE_CALLBACK: Final = "sb3_regnorm.probes.RegularityProbeCallback"
+"""Monitors a policy without RN layers (``none``/``ln`` entries) with pure RN probes."""
+DIAGNOSTICS_CALLBACK: Final = "sb3_regnorm.diagnostics.DiagnosticsCallback"
+"""Dormant units, saturation and srank, in every entry. All three use their default cadence (~100 logs per run)."""
 MINIGRID_WRAPPER: Final = "minigrid.wrappers.ImgObsWrapper"
 _POLICIES: Final = {
     ("ppo", False): "sb3_regnorm.RNActorCriticPolicy",
@@ -329,10 +334,8 @@ def raw_entry(algo: str, env_id: str, norm: str, extra: dict[str, Any] | None = 
         out["env_wrapper"] = MINIGRID_WRAPPER
     out.update(merged)
     out["policy_kwargs"] = {"norm": norm, **policy_kwargs}
-    callback_kwargs: dict[str, Any] = {"log_freq": 1000}
-    if norm in ("none", "ln"):
-        callback_kwargs["probe"] = True  # no RN layer in the policy: monitor with pure RN probes instead
-    out["callback"] = [{CALLBACK: callback_kwargs}]
+    monitor = CALLBACK if norm in RN_NORMS else PROBE_CALLBACK  # no RN layer in the policy: pure RN probes instead
+    out["callback"] = [monitor, DIAGNOSTICS_CALLBACK]
     if env_id in NONSTATIONARY_IDS:
         out["callback"].append(PHASE_CLOCK)  # phases on the agent's clock; before rl_zoo3's EvalCallback, which it syncs
     return out

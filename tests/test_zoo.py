@@ -71,7 +71,8 @@ def test_arms_differ_only_in_norm_where_untuned(algo: str) -> None:
         for norm, entry in entries.items():
             assert entry["policy_kwargs"]["norm"] == norm
             assert entry["policy"].startswith("sb3_regnorm.")
-            assert entry["callback"][0].keys() == {zoo.CALLBACK}
+            monitor = zoo.CALLBACK if norm in zoo.RN_NORMS else zoo.PROBE_CALLBACK
+            assert entry["callback"][:2] == [monitor, zoo.DIAGNOSTICS_CALLBACK]
             if env_id in zoo.MINIGRID_IDS:
                 assert entry["env_wrapper"] == "minigrid.wrappers.ImgObsWrapper"
                 assert "Cnn" in entry["policy"]
