@@ -1,11 +1,12 @@
-"""Project habits that no type checker or linter sees: the changelog, the version and the documentation agree.
+"""Project habits that no type checker or linter sees: the changelog, the version, the code and the documentation agree.
 
-These read files only (no imports of the package), so they run in milliseconds.
+Everything but the documented-imports check reads files only, without importing the package.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -120,3 +121,22 @@ def test_pre_commit_runs_the_checks_ci_runs() -> None:
     for ci, hook in checks:
         assert ci in makefile, f"make test no longer runs {ci!r}: update .pre-commit-config.yaml and this test"
         assert hook in config, f"CI runs {ci!r} but .pre-commit-config.yaml has no {hook!r}"
+
+
+_PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def _doc_pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+@pytest.mark.parametrize("page", _doc_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_documented_python_parses_and_its_imports_exist(page: Path) -> None:
+    """Every ```python block of the README and the docs is valid Python, and what it imports from sb3_regnorm exists."""
+    for block in _PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")):
+        tree = ast.parse(block)  # a SyntaxError names the page through the test id
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sb3_regnorm"):
+                module = importlib.import_module(str(node.module))
+                missing = [alias.name for alias in node.names if not hasattr(module, alias.name)]
+                assert not missing, f"{page.name}: `from {node.module} import {', '.join(missing)}` no longer works"
