@@ -52,11 +52,10 @@ PHASE_TAG: Final = "env/phase"
 def read_schedule(env: VecEnv | gym.Env) -> PhaseSchedule | None:
     """The common schedule of an env or VecEnv's sub-envs; ``None`` if it has no phases; ``ValueError`` if they differ."""
     if isinstance(env, VecEnv):
-        try:
-            schedules = env.get_attr("schedule")
-            clocks = env.get_attr("clock")
-        except AttributeError:
+        if not env.has_attr("schedule"):  # asked first: a SubprocVecEnv worker dies on a missing attribute
             return None
+        schedules = env.get_attr("schedule")
+        clocks = env.get_attr("clock")
     else:
         try:
             schedules = [env.get_wrapper_attr("schedule")]

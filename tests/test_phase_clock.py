@@ -145,14 +145,14 @@ def test_sync_phase_sets_fresh_eval_envs() -> None:
 # ------------------------------------------------------------------------------------------ misuse fails loudly
 def test_training_without_the_clock_fails_loudly() -> None:
     env = make_vec_env(CARTPOLE_OBS_SHIFT_ID, n_envs=2, env_kwargs={"switch_every": 32})
-    model = PPO("MlpPolicy", env, n_steps=8, policy_kwargs={"net_arch": [8]})
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, policy_kwargs={"net_arch": [8]})
     with pytest.raises(RuntimeError, match="no clock value has arrived"):
         model.learn(16)
 
 
 def test_clock_refuses_envs_on_their_own_clock() -> None:
     env = make_vec_env(CARTPOLE_OBS_SHIFT_ID, n_envs=2, env_kwargs={"switch_every": 32, "clock": "env"})
-    model = PPO("MlpPolicy", env, n_steps=8, policy_kwargs={"net_arch": [8]})
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, policy_kwargs={"net_arch": [8]})
     with pytest.raises(ValueError, match="own clock"):
         model.learn(16, callback=PhaseClockCallback())
 
@@ -161,13 +161,33 @@ def test_clock_refuses_sub_envs_with_different_schedules() -> None:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     env = DummyVecEnv([lambda: gym.make(CARTPOLE_OBS_SHIFT_ID, switch_every=32), lambda: gym.make(CARTPOLE_OBS_SHIFT_ID)])
-    model = PPO("MlpPolicy", env, n_steps=8, policy_kwargs={"net_arch": [8]})
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, policy_kwargs={"net_arch": [8]})
     with pytest.raises(ValueError, match="disagree on the phase schedule"):
         model.learn(16, callback=PhaseClockCallback())
 
 
+def test_clock_drives_subprocess_envs() -> None:
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    fork = {"vec_env_cls": SubprocVecEnv, "vec_env_kwargs": {"start_method": "fork"}}  # workers inherit the registry
+    env = make_vec_env(CARTPOLE_OBS_SHIFT_ID, n_envs=2, env_kwargs={"switch_every": 32}, **fork)  # type: ignore[arg-type]
+    try:
+        model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, policy_kwargs={"net_arch": [8]})
+        clock = PhaseClockCallback()
+        model.learn(96, callback=clock)
+        assert clock.changes == [(0, 0), (32, 1), (64, 2), (96, 3)] and env.get_attr("phase") == [3, 3]
+    finally:
+        env.close()
+    plain = make_vec_env("CartPole-v1", n_envs=2, **fork)  # type: ignore[arg-type]
+    try:
+        assert sync_phase(plain, 10) is None  # no phases, and the workers survive the question
+        assert plain.get_attr("spec")[0].id == "CartPole-v1"
+    finally:
+        plain.close()
+
+
 def test_clock_is_a_no_op_without_phases() -> None:
-    model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), n_steps=8, policy_kwargs={"net_arch": [8]})
+    model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), n_steps=8, batch_size=16, policy_kwargs={"net_arch": [8]})
     clock = PhaseClockCallback()
     model.learn(16, callback=clock)
     assert clock.schedule is None and clock.phase is None and clock.changes == []
