@@ -3,7 +3,8 @@
 Why: the docstrings use ``:class:`~sb3_regnorm.layers.RegularityNorm```-style roles (they read well in ``help()``),
 which Markdown would print literally. A role whose target is a public sb3_regnorm object becomes an autorefs link,
 so a reference to a renamed or removed object fails ``mkdocs build --strict``; a relative name is looked up from the
-documented object outwards; anything else (private helpers, other libraries) becomes plain code.
+documented object outwards; anything else (private helpers, other libraries) becomes plain code. A line-final
+``::`` (reST's literal-block marker) becomes ``:``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ def _resolve(obj: griffe.Object, loader: griffe.GriffeLoader, name: str) -> str 
     return None
 
 
+_LITERAL_MARKER = re.compile(r"(?<=\S)::$", re.MULTILINE)
+
+
 class RstRoles(griffe.Extension):
     """Rewrite roles once the object tree is complete, so relative names can be looked up."""
+
+    def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        self.on_object(obj=pkg, loader=loader)  # the root package gets no on_object event of its own
 
     def on_object(self, *, obj: griffe.Object, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         if obj.docstring is None or ":" not in obj.docstring.value:
@@ -52,4 +59,5 @@ class RstRoles(griffe.Extension):
                 return f"`{title}`"
             return f"[`{title}`][{path}]"
 
-        obj.docstring.value = _ROLE.sub(replace, obj.docstring.value)
+        # "Usage::" introduces a reST literal block; in Markdown the indented block is code already.
+        obj.docstring.value = _LITERAL_MARKER.sub(":", _ROLE.sub(replace, obj.docstring.value))
