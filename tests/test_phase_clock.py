@@ -186,6 +186,28 @@ def test_clock_drives_subprocess_envs() -> None:
         plain.close()
 
 
+def test_clock_warns_when_an_eval_callback_runs_first_and_checks_eval_phase() -> None:
+    env = make_vec_env(CARTPOLE_OBS_SHIFT_ID, n_envs=2, env_kwargs={"switch_every": 32})
+    eval_env = make_vec_env(CARTPOLE_OBS_SHIFT_ID, n_envs=1, env_kwargs={"switch_every": 32})
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, policy_kwargs={"net_arch": [8]})
+    with pytest.warns(UserWarning, match="runs before PhaseClockCallback"):
+        model.learn(16, callback=[EvalCallback(eval_env, eval_freq=1000, verbose=0), PhaseClockCallback()])
+    with pytest.raises(ValueError, match="eval_phase must be < 4"):
+        model.learn(16, callback=PhaseClockCallback(eval_phase=4))
+
+
+def test_monitor_writes_the_phase_of_each_episode() -> None:
+    """``info["phase"]`` is a plain int, so SB3's Monitor can log it per episode (rl_zoo3: ``monitor_kwargs``)."""
+    env = make_vec_env(
+        CARTPOLE_OBS_SHIFT_ID, n_envs=2, env_kwargs={"switch_every": 40}, monitor_kwargs={"info_keywords": ("phase",)}
+    )
+    model = PPO("MlpPolicy", env, n_steps=40, batch_size=80, n_epochs=1, policy_kwargs={"net_arch": [8]}, seed=0)
+    model.learn(240, callback=PhaseClockCallback())
+    episodes = list(model.ep_info_buffer)
+    assert episodes and all(isinstance(ep["phase"], int) for ep in episodes)
+    assert {ep["phase"] for ep in episodes} >= {0, 1, 2}
+
+
 def test_clock_is_a_no_op_without_phases() -> None:
     model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), n_steps=8, batch_size=16, policy_kwargs={"net_arch": [8]})
     clock = PhaseClockCallback()
