@@ -1,0 +1,100 @@
+"""``sb3-regnorm bench``: run a campaign, rebuild its report, or list the shipped campaigns.
+
+Usage::
+
+    sb3-regnorm bench list
+    sb3-regnorm bench run CAMPAIGN [--jobs N] [--dry-run] [--max-runs N] [--root logs/benchmarks]
+    sb3-regnorm bench run CAMPAIGN --backend ray --address HOST:PORT      # one Ray task per run on a cluster
+    sb3-regnorm bench report CAMPAIGN [--root logs/benchmarks]
+
+``CAMPAIGN`` is a shipped campaign name (``paper``, ``lunarlander``, ``minigrid``, ``nonstationary``) or the path of
+your own campaign file (YAML, JSON or TOML; see :mod:`sb3_regnorm.benchmark.campaign`). Results go to
+``<root>/<campaign name>/runs.jsonl``; rerunning the same command resumes an interrupted campaign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sb3-regnorm bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the shipped campaigns with their size")
+    run = sub.add_parser("run", help="run (or resume) a campaign")
+    run.add_argument("campaign", help="shipped campaign name or campaign file")
+    run.add_argument("--jobs", type=int, default=None, help="runs at once (default: the number of cores; Ray: all)")
+    run.add_argument("--dry-run", action="store_true", help="print the matrix and the estimated compute, run nothing")
+    run.add_argument("--max-runs", type=int, default=None, help="stop after starting this many pending runs")
+    run.add_argument("--backend", choices=("local", "ray"), default="local")
+    run.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001 or HOST:6379)")
+    run.add_argument("--root", default="logs/benchmarks", help="results folder (default: %(default)s)")
+    run.add_argument("--no-report", action="store_true", help="do not rebuild report.md at the end")
+    report = sub.add_parser("report", help="rebuild report.md and the plots from runs.jsonl alone")
+    report.add_argument("campaign", help="shipped campaign name, campaign file, or a folder holding runs.jsonl")
+    report.add_argument("--root", default="logs/benchmarks")
+    return parser
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM stops a campaign like Ctrl-C: finished runs are already recorded, running ones are dropped."""
+    del signum, frame
+    raise KeyboardInterrupt
+
+
+def _report(target: str, root: Path) -> int:
+    from sb3_regnorm.benchmark.report import write_report
+
+    folder = Path(target) if (Path(target) / "runs.jsonl").is_file() else None
+    if folder is None:
+        from sb3_regnorm.benchmark.campaign import load_campaign
+
+        folder = root / load_campaign(target).name
+    path = write_report(folder)
+    print(f"[bench] report: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``sb3-regnorm bench`` / ``python -m sb3_regnorm bench``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from sb3_regnorm.benchmark.campaign import CampaignError, load_campaign, shipped_campaigns
+
+    root = Path(args.root) if hasattr(args, "root") else Path("logs/benchmarks")
+    try:
+        if args.command == "list":
+            for name, path in sorted(shipped_campaigns().items()):
+                campaign = load_campaign(path)
+                print(f"{name:15s} {len(campaign.runs()):4d} runs  {campaign.description.splitlines()[0]}")
+            return 0
+        if args.command == "report":
+            return _report(args.campaign, root)
+        from sb3_regnorm.benchmark import runner
+
+        campaign = load_campaign(args.campaign)
+        if args.jobs is not None and args.jobs < 1:
+            print("error: --jobs must be >= 1", file=sys.stderr)
+            return 2
+        records = runner.read_records(runner.campaign_dir(campaign, root) / "runs.jsonl")
+        if args.dry_run:
+            jobs = args.jobs or (1 if args.backend == "ray" else runner.os.cpu_count() or 1)
+            print(runner.dry_run_text(campaign, records, jobs))
+            return 0
+        signal.signal(signal.SIGTERM, _sigterm)
+        try:
+            runner.run_campaign(campaign, root, args.jobs, args.backend, args.address, args.max_runs)
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            if not args.no_report and (runner.campaign_dir(campaign, root) / "runs.jsonl").is_file():
+                _report(str(runner.campaign_dir(campaign, root)), root)
+        return 0
+    except CampaignError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

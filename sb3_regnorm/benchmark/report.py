@@ -1,0 +1,267 @@
+"""``report.md`` and PNG figures of a campaign, rebuilt from its ``runs.jsonl`` alone.
+
+Per task (algo, env): each arm's IQM with a 95% stratified bootstrap CI, mean +- SEM, every run's score, the
+probability of improvement of each RN arm over ``none`` and over ``ln`` with its CI and a plain verdict, learning
+curves (IQM across runs at each evaluation point with a bootstrap band) and a score-interval plot. The only outside
+input is the shipped campaign's optional ``reference`` block (the paper's published numbers), looked up by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from sb3_regnorm.benchmark import stats
+from sb3_regnorm.benchmark.runner import read_records
+
+__all__ = ["BASELINES", "poi_verdict", "write_report"]
+
+BASELINES: Final = ("none", "ln")
+_ORDER: Final = ("none", "ln", "rn", "rln", "rnln")
+Task = tuple[str, str]
+
+
+def _arm_order(arms: Iterable[str]) -> list[str]:
+    return sorted(set(arms), key=lambda a: (_ORDER.index(a) if a in _ORDER else len(_ORDER), a))
+
+
+def poi_verdict(lo: float, hi: float, x: str, y: str) -> str:
+    """Plain words for a probability-of-improvement interval: better, worse, or cannot tell."""
+    if lo > 0.5:
+        return f"{x} better than {y}"
+    if hi < 0.5:
+        return f"{x} worse than {y}"
+    return "cannot tell"
+
+
+def _group(records: list[dict[str, Any]]) -> dict[Task, dict[str, list[dict[str, Any]]]]:
+    out: dict[Task, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        out[(r["algo"], r["env"])][r["arm"]].append(r)
+    for arms in out.values():
+        for runs in arms.values():
+            runs.sort(key=lambda r: int(r["seed"]))
+    return out
+
+
+def _reference(campaign: str) -> dict[str, Any]:
+    """The shipped campaign's ``reference`` block (published numbers), if the campaign is a shipped one."""
+    try:
+        from sb3_regnorm.benchmark.campaign import load_campaign, shipped_campaigns
+
+        if campaign in shipped_campaigns():
+            return dict(load_campaign(campaign).reference)
+    except Exception:  # a reference is decoration; the report must build from the records alone
+        return {}
+    return {}
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _curves(runs: list[dict[str, Any]], key: str = "returns") -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, runs x points) for the runs whose curve has the most common length (steps: median per point)."""
+    lengths = [len(r["curve"][key]) for r in runs if r.get("curve")]
+    if not lengths:
+        return None
+    n = max(set(lengths), key=lengths.count)
+    same = [r for r in runs if r.get("curve") and len(r["curve"][key]) == n]
+    values = np.array([r["curve"][key] for r in same], dtype=float)
+    steps = np.median(np.array([r["curve"]["steps"] for r in same], dtype=float), axis=0)
+    return steps, values
+
+
+def _plot_task(
+    folder: Path, task: Task, arms: dict[str, list[dict[str, Any]]], table: Mapping[str, tuple[float, float, float]]
+) -> list[str]:
+    """Learning curves (IQM + 95% band) and score intervals of one task as PNGs; return the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    algo, env = task
+    stem = f"{algo}_{env}".replace("/", "_")
+    names = []
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for arm in _arm_order(arms):
+        got = _curves(arms[arm])
+        if got is None:
+            continue
+        steps, values = got
+        mid, lo, hi = stats.bootstrap_curve_band(values)
+        ax.plot(steps, mid, label=f"{arm} (n={values.shape[0]})")
+        ax.fill_between(steps, lo, hi, alpha=0.2)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return (IQM, 95% bootstrap band)")
+    ax.set_title(f"{algo.upper()} {env}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / f"curves_{stem}.png", dpi=110)
+    plt.close(fig)
+    names.append(f"curves_{stem}.png")
+    if any("train_returns_window" in r for runs in arms.values() for r in runs):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for arm in _arm_order(arms):
+            rows = [r["train_returns_window"] for r in arms[arm] if "train_returns_window" in r]
+            if not rows or len({len(row) for row in rows}) != 1:
+                continue
+            values = np.array(rows, dtype=float)
+            window = len(arms[arm][0]["train_returns_window"])
+            episodes = int(arms[arm][0].get("n_episodes", window))
+            x = np.arange(1, window + 1) * episodes / window
+            mid, lo, hi = stats.bootstrap_curve_band(values)
+            ax.plot(x, mid, label=f"{arm} (n={values.shape[0]})")
+            ax.fill_between(x, lo, hi, alpha=0.2)
+        ax.set_xlabel("training episode")
+        ax.set_ylabel("training return, episode window mean (IQM, 95% band)")
+        ax.set_title(f"{algo.upper()} {env}: training episodes (paper protocol)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / f"train_{stem}.png", dpi=110)
+        plt.close(fig)
+        names.append(f"train_{stem}.png")
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(table)))
+    order = _arm_order(table)
+    for i, arm in enumerate(order):
+        point, low, high = table[arm]
+        ax.errorbar([point], [i], xerr=[[point - low], [high - point]], fmt="o", capsize=4)
+    ax.set_yticks(range(len(order)), order)
+    ax.invert_yaxis()
+    ax.set_xlabel("score IQM with 95% stratified bootstrap CI")
+    ax.set_title(f"{algo.upper()} {env}")
+    fig.tight_layout()
+    fig.savefig(folder / f"scores_{stem}.png", dpi=110)
+    plt.close(fig)
+    names.append(f"scores_{stem}.png")
+    return names
+
+
+def _task_section(
+    folder: Path, task: Task, arms: dict[str, list[dict[str, Any]]], reference: dict[str, Any], plots: bool
+) -> tuple[list[str], list[str]]:
+    """The markdown of one task and its one-line verdicts."""
+    algo, env = task
+    scores = {arm: np.array([r["score"] for r in runs], dtype=float) for arm, runs in arms.items()}
+    table = {arm: stats.stratified_bootstrap_ci({env: s}) for arm, s in scores.items()}
+    ref_scores = reference.get("scores", {}) if reference else {}
+    lines = [f"## {algo.upper()} on {env}", ""]
+    first = next(iter(arms.values()))[0]
+    lines.append(f"Score: {first.get('score_definition', 'see runs.jsonl')}.")
+    lines.append("")
+    head = "| arm | runs | IQM [95% CI] | mean +- SEM | median | min .. max | wall/run | eval share |"
+    sep = "|---|---|---|---|---|---|---|---|"
+    if ref_scores:
+        head += " paper (n=50, mean +- SEM) |"
+        sep += "---|"
+    lines += [head, sep]
+    for arm in _arm_order(arms):
+        d = stats.describe(scores[arm])
+        point, lo, hi = table[arm]
+        wall = np.mean([r["wall_time_s"] for r in arms[arm]])
+        share = np.mean([r.get("eval_fraction", 0.0) for r in arms[arm]])
+        row = (
+            f"| {arm} | {d['n']} | {point:.1f} [{lo:.1f}, {hi:.1f}] | {d['mean']:.1f} +- {d['sem']:.1f} | {d['median']:.1f} "
+            f"| {d['min']:.1f} .. {d['max']:.1f} | {wall:.0f} s | {share:.1%} |"
+        )
+        if ref_scores:
+            ref = ref_scores.get(arm)
+            row += f" {ref[0]:.2f} +- {ref[1]:.2f} |" if ref else " - |"
+        lines.append(row)
+    lines.append("")
+    verdicts = []
+    rn_arms = [a for a in _arm_order(arms) if a not in BASELINES]
+    poi_rows = []
+    for x in rn_arms:
+        for y in BASELINES:
+            if y in scores:
+                p, lo, hi = stats.probability_of_improvement_ci({env: scores[x]}, {env: scores[y]})
+                verdict = poi_verdict(lo, hi, x, y)
+                poi_rows.append(f"| {x} vs {y} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {verdict} |")
+                verdicts.append(f"{algo.upper()} {env}: {x} vs {y}: P(improvement) {p:.2f} [{lo:.2f}, {hi:.2f}], {verdict}")
+    if poi_rows:
+        lines += ["| comparison | P(X > Y) [95% CI] | verdict |", "|---|---|---|", *poi_rows, ""]
+    seeds = sorted({int(r["seed"]) for runs in arms.values() for r in runs})
+    lines += ["Every run's score (columns: seeds):", ""]
+    lines += ["| arm | " + " | ".join(str(s) for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for arm in _arm_order(arms):
+        by_seed = {int(r["seed"]): r["score"] for r in arms[arm]}
+        lines.append(f"| {arm} | " + " | ".join(_fmt(by_seed.get(s)) for s in seeds) + " |")
+    lines.append("")
+    if plots:
+        for name in _plot_task(folder, task, arms, table):
+            lines += [f"![{name}]({name})", ""]
+    return lines, verdicts
+
+
+def _aggregate_section(groups: dict[Task, dict[str, list[dict[str, Any]]]]) -> list[str]:
+    """Probability of improvement averaged over tasks (scale-free, so tasks with different returns can be pooled)."""
+    if len(groups) < 2:
+        return []
+    arm_sets = [set(arms) for arms in groups.values()]
+    common = set.intersection(*arm_sets)
+    lines = ["## All tasks together", "", "Probability of improvement averaged over the tasks (stratified bootstrap):", ""]
+    lines += ["| comparison | tasks | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|"]
+    for x in _arm_order(common):
+        if x in BASELINES:
+            continue
+        for y in BASELINES:
+            if y not in common:
+                continue
+            xs = {f"{t[0]}/{t[1]}": [r["score"] for r in arms[x]] for t, arms in groups.items()}
+            ys = {f"{t[0]}/{t[1]}": [r["score"] for r in arms[y]] for t, arms in groups.items()}
+            p, lo, hi = stats.probability_of_improvement_ci(xs, ys)
+            lines.append(f"| {x} vs {y} | {len(xs)} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {poi_verdict(lo, hi, x, y)} |")
+    return [*lines, ""]
+
+
+def build_report(folder: Path, plots: bool = True) -> str:
+    """The markdown text of ``folder``'s report (figures written next to it when ``plots``)."""
+    records = read_records(folder / "runs.jsonl")
+    if not records:
+        return f"# Benchmark campaign `{folder.name}`\n\nNo finished runs yet in `{folder / 'runs.jsonl'}`.\n"
+    campaign = str(records[0]["campaign"])
+    groups = _group(records)
+    reference = _reference(campaign)
+    wall = sum(float(r["wall_time_s"]) for r in records)
+    hosts = sorted({str(r.get("host", "?")) for r in records})
+    versions = records[-1].get("versions", {})
+    lines = [
+        f"# Benchmark campaign `{campaign}`",
+        "",
+        f"Rebuilt by `sb3-regnorm bench report {campaign}` from `runs.jsonl` ({len(records)} finished runs) on "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. Compute in these runs: {wall / 3600:.2f} core-hours "
+        f"(one torch thread per run) on {', '.join(hosts)}.",
+        "",
+        "Statistics (Agarwal et al. 2021): IQM = mean of the middle 50% of runs; 95% CIs from 2000 stratified bootstrap "
+        "resamples of runs (percentile method); P(X > Y) = probability that a run of X scores above a run of Y (ties "
+        "count 1/2). A verdict says better/worse only when the whole 95% interval of P(X > Y) is above/below 0.5.",
+        "",
+    ]
+    if reference:
+        lines += [f"Paper reference: {reference.get('source', '')}.", ""]
+    verdicts: list[str] = []
+    for task in sorted(groups):
+        section, task_verdicts = _task_section(folder, task, groups[task], reference, plots)
+        lines += section
+        verdicts += task_verdicts
+    lines += _aggregate_section(groups)
+    lines += ["## Verdicts", "", *[f"- {v}" for v in verdicts], ""]
+    lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+    return "\n".join(lines)
+
+
+def write_report(folder: str | Path, plots: bool = True) -> Path:
+    """Write ``<folder>/report.md`` (and the PNGs) from ``<folder>/runs.jsonl``; return the report's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "report.md"
+    path.write_text(build_report(folder, plots))
+    return path

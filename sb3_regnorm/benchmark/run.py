@@ -1,0 +1,211 @@
+"""One training run -> one record: train with periodic evaluation on separate envs, then describe the run as JSON data.
+
+Protocol ``zoo``: the arm's entry is trained by rl_zoo3's ``ExperimentManager`` (the same route as
+``python -m sb3_regnorm.tune``, so wrappers, schedules and ``policy_kwargs`` mean what they mean in the zoo). The
+policy is evaluated when training passes each of ``points`` evenly spaced steps (at rollout start, so PPO/A2C are
+scored after their last update) on fresh eval envs seeded ``EVAL_SEED_BASE + 100 * seed + i``; actions are
+deterministic except on MiniGrid (rl_zoo3's rule). **Score** = mean evaluation return over the evaluation points at or
+after 90% of the training budget (with 20 points: the evaluations at 95% and 100%, 2 x ``episodes`` episodes).
+
+Protocol ``paper_dqn``: :mod:`sb3_regnorm.benchmark.paper_dqn` (score = mean of the final 50 training episodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Final
+
+from sb3_regnorm.benchmark.campaign import EVAL_SEED_BASE, RunSpec
+
+__all__ = ["FINAL_FRACTION", "eval_seed", "run_one", "versions"]
+
+FINAL_FRACTION: Final = 0.9
+"""The score averages the evaluations at or after this fraction of the training budget."""
+_VERSIONED: Final = ("sb3-regnorm", "stable-baselines3", "rl_zoo3", "torch", "gymnasium", "minigrid", "numpy")
+
+
+def eval_seed(seed: int) -> int:
+    """The first evaluation env seed of a run with training seed ``seed`` (eval env ``i`` gets this + i)."""
+    return EVAL_SEED_BASE + 100 * seed
+
+
+def versions() -> dict[str, str]:
+    """Python and package versions, recorded with every run."""
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _eval_steps(n_timesteps: int, points: int) -> list[int]:
+    """``points`` evenly spaced evaluation steps, the last one at the end of training."""
+    return [n_timesteps * k // points for k in range(1, points + 1)]
+
+
+def _periodic_eval_callback(evaluate: Callable[[int], None], eval_steps: list[int]) -> Any:
+    """An SB3 callback that calls ``evaluate(num_timesteps)`` once training passes each step (at rollout start)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class PeriodicEval(BaseCallback):
+        """Evaluate at rollout start once ``num_timesteps`` passes the next point (after the last update)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pending = sorted(eval_steps)
+
+        def _on_rollout_start(self) -> None:
+            if self.pending and self.num_timesteps >= self.pending[0]:
+                while self.pending and self.num_timesteps >= self.pending[0]:
+                    self.pending.pop(0)
+                evaluate(self.num_timesteps)
+
+        def _on_step(self) -> bool:
+            return True
+
+    return PeriodicEval()
+
+
+def _sync_eval_phase(model: Any, env: Any) -> int | None:
+    """Put fresh eval envs of a non-stationary env id in the phase training is in; ``None`` for stationary envs."""
+    try:
+        from sb3_regnorm.phase_clock import sync_phase, training_phase
+    except ImportError:  # a package version without the agent's phase clock
+        return None
+    phase = training_phase(model)
+    return None if phase is None else sync_phase(env, phase=phase)
+
+
+def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
+    """Train the arm's entry through rl_zoo3's ExperimentManager with periodic evaluation; return the results."""
+    import numpy as np
+    import yaml
+    from rl_zoo3.exp_manager import ExperimentManager
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from sb3_regnorm.zoo import render_policy_kwargs
+
+    entry = dict(spec.hyperparams)
+    entry["policy_kwargs"] = render_policy_kwargs(entry.get("policy_kwargs", {}))
+    n_timesteps = int(entry["n_timesteps"])
+    config = workdir / "config.yml"
+    config.write_text(yaml.safe_dump({spec.env: entry}, sort_keys=False, width=1000))
+    args = argparse.Namespace(campaign=spec.campaign, arm=spec.arm, seed=spec.seed, gym_packages=["sb3_regnorm", "minigrid"])
+    manager = ExperimentManager(
+        args, spec.algo, spec.env, str(workdir), n_timesteps=n_timesteps, eval_freq=-1, seed=spec.seed,
+        config=str(config), verbose=0, device="cpu",
+    )  # fmt: skip
+    setup = manager.setup_experiment()
+    if setup is None:
+        raise RuntimeError(f"rl_zoo3 did not set up {spec.algo} on {spec.env}")
+    model, _ = setup
+    deterministic = manager.deterministic_eval if spec.eval["deterministic"] == "auto" else bool(spec.eval["deterministic"])
+    n_envs, episodes = int(spec.eval["n_envs"]), int(spec.eval["episodes"])
+    curve: dict[str, list[Any]] = {"steps": [], "returns": [], "std": [], "phase": []}
+    eval_time = [0.0]
+
+    def evaluate(step: int) -> None:
+        t0 = time.perf_counter()
+        train_seed = manager.seed
+        manager.seed = eval_seed(spec.seed)
+        try:
+            env = manager.create_envs(n_envs, eval_env=True, no_log=True)
+        finally:
+            manager.seed = train_seed
+        try:
+            curve["phase"].append(_sync_eval_phase(model, env))
+            returns, _ = evaluate_policy(
+                model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
+            )
+        finally:
+            env.close()
+        curve["steps"].append(int(step))
+        curve["returns"].append(float(np.mean(returns)))
+        curve["std"].append(float(np.std(returns)))
+        eval_time[0] += time.perf_counter() - t0
+
+    steps = _eval_steps(n_timesteps, int(spec.eval["points"]))
+    start = time.perf_counter()
+    callbacks = [*manager.callbacks, _periodic_eval_callback(evaluate, steps[:-1])]  # the entry's (phase clock) first
+    try:
+        model.learn(n_timesteps, callback=callbacks)
+        evaluate(int(model.num_timesteps))  # the last point: the trained policy
+    finally:
+        if model.env is not None:
+            model.env.close()
+    wall = time.perf_counter() - start
+    if all(p is None for p in curve["phase"]):
+        del curve["phase"]
+    final = [r for s, r in zip(curve["steps"], curve["returns"], strict=False) if s >= FINAL_FRACTION * n_timesteps]
+    return {
+        "score": float(np.mean(final)),
+        "score_definition": (
+            f"mean evaluation return over the evaluations at or after {FINAL_FRACTION:.0%} of training "
+            f"({len(final)} x {episodes} episodes, {'deterministic' if deterministic else 'stochastic'} actions)"
+        ),
+        "n_timesteps": int(model.num_timesteps),
+        "curve": {**curve, "episodes": episodes, "deterministic": deterministic},
+        "train_time_s": wall - eval_time[0],
+        "eval_time_s": eval_time[0],
+    }
+
+
+def _run_paper(spec: RunSpec) -> dict[str, Any]:
+    """One run of the paper's DQN protocol."""
+    from sb3_regnorm.benchmark.paper_dqn import run_paper_dqn
+
+    settings = {k: v for k, v in spec.hyperparams.items() if k != "norm"}
+    return run_paper_dqn(
+        spec.norm, spec.seed, settings, int(spec.eval["points"]), int(spec.eval["episodes"]), eval_seed(spec.seed)
+    )
+
+
+def run_one(spec: RunSpec, num_threads: int = 1) -> dict[str, Any]:
+    """Run ``spec`` in this process (one torch thread by default) and return its record for ``runs.jsonl``."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(num_threads))
+    import torch
+
+    torch.set_num_threads(num_threads)
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    if spec.protocol == "paper_dqn":
+        result = _run_paper(spec)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{spec.campaign}-") as tmp:
+            result = _run_zoo(spec, Path(tmp))
+    wall = time.perf_counter() - t0
+    record: dict[str, Any] = {
+        "campaign": spec.campaign,
+        "protocol": spec.protocol,
+        "algo": spec.algo,
+        "env": spec.env,
+        "norm": spec.norm,
+        "arm": spec.arm,
+        "seed": spec.seed,
+        "eval_seed": eval_seed(spec.seed),
+        "n_timesteps": result.pop("n_timesteps"),
+        "score": result.pop("score"),
+        **result,
+        "wall_time_s": round(wall, 2),
+        "eval_fraction": round(result["eval_time_s"] / max(wall, 1e-9), 4),
+        "hyperparams": spec.hyperparams,
+        "eval": spec.eval,
+        "config_hash": spec.config_hash(),
+        "versions": versions(),
+        "host": socket.gethostname(),
+        "torch_threads": num_threads,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return record

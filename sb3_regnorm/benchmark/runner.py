@@ -1,0 +1,282 @@
+"""Run a campaign's matrix: one process per run (local pool) or one Ray task per run, appending to ``runs.jsonl``.
+
+Why one process per run: a run owns its torch thread, RNG and memory, and a crash or kill loses that run only. The
+parent is the only writer of ``runs.jsonl``: it appends one line per finished run (flushed and fsynced), so an
+interrupted campaign resumes from the file and never runs a finished (algo, env, arm, seed) twice.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from sb3_regnorm.benchmark.campaign import Campaign, RunSpec
+
+__all__ = ["DEFAULT_ROOT", "estimate_seconds", "finished_keys", "pending_runs", "read_records", "run_campaign"]
+
+DEFAULT_ROOT: Final = Path("logs/benchmarks")
+# Seconds per env step on one core of the 2-core reference machine (research/feasibility.md; paper_dqn measured here),
+# used by --dry-run until runs.jsonl holds measured wall times for the same (algo, env, arm).
+_SECONDS_PER_STEP: Final = {
+    ("paper_dqn", "dqn"): 1.45e-3,
+    ("zoo", "ppo"): 1 / 4000,
+    ("zoo", "a2c"): 1 / 5000,
+    ("zoo", "dqn"): 1 / 330,
+}
+_MINIGRID_SECONDS_PER_STEP: Final = {"ppo": 1 / 750, "a2c": 1 / 1500, "dqn": 1 / 400}
+_RN_FACTOR: Final = {"none": 1.0, "ln": 1.15, "rn": 1.4, "rln": 1.4, "rnln": 1.5}
+_STARTUP_S: Final = 6.0
+
+
+def campaign_dir(campaign: Campaign, root: Path = DEFAULT_ROOT) -> Path:
+    """``<root>/<campaign name>``."""
+    return Path(root) / campaign.name
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON line of a ``runs.jsonl`` (a torn last line from a kill is skipped, not fatal)."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _key(record: dict[str, Any]) -> tuple[str, str, str, int]:
+    return (str(record["algo"]), str(record["env"]), str(record["arm"]), int(record["seed"]))
+
+
+def finished_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str, str, int]]:
+    """The (algo, env, arm, seed) of every finished run."""
+    return {_key(r) for r in records}
+
+
+def pending_runs(campaign: Campaign, records: Iterable[dict[str, Any]]) -> list[RunSpec]:
+    """The runs of the matrix that have no record yet, in matrix order."""
+    done = finished_keys(records)
+    return [spec for spec in campaign.runs() if spec.key not in done]
+
+
+def estimate_seconds(spec: RunSpec, records: Iterable[dict[str, Any]] = ()) -> float:
+    """Estimated wall time of one run: the mean measured time of finished runs of the same (algo, env, arm), else a
+    per-step cost from the reference machine times a per-norm factor."""
+    same = [float(r["wall_time_s"]) for r in records if (r["algo"], r["env"], r["arm"]) == (spec.algo, spec.env, spec.arm)]
+    if same:
+        return sum(same) / len(same)
+    if spec.protocol == "zoo" and spec.env.startswith("MiniGrid"):
+        per_step = _MINIGRID_SECONDS_PER_STEP[spec.algo]
+    else:
+        per_step = _SECONDS_PER_STEP.get((spec.protocol, spec.algo), 1 / 1000)
+    return _STARTUP_S + spec.n_timesteps * per_step * _RN_FACTOR.get(spec.norm, 1.4)
+
+
+def _fmt_time(seconds: float) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def dry_run_text(campaign: Campaign, records: list[dict[str, Any]], jobs: int) -> str:
+    """The matrix (one line per experiment x arm), what is done, and the estimated compute left."""
+    pending = pending_runs(campaign, records)
+    done = finished_keys(records)
+    lines = [f"campaign {campaign.name} ({campaign.source}), protocol {campaign.protocol}"]
+    total_left = 0.0
+    for exp in campaign.experiments:
+        for arm in exp.arms:
+            specs = [s for s in campaign.runs() if (s.algo, s.env, s.arm) == (exp.algo, exp.env, arm.name)]
+            n_done = sum(s.key in done for s in specs)
+            est = estimate_seconds(specs[0], records)
+            left = est * (len(specs) - n_done)
+            total_left += left
+            lines.append(
+                f"  stage {exp.stage}  {exp.algo:4s} {exp.env:32s} {arm.name:12s} norm={arm.norm:5s} "
+                f"seeds={len(specs):3d} done={n_done:3d}  steps={specs[0].n_timesteps:>9,d}  ~{_fmt_time(est)}/run"
+            )
+    n_all = len(campaign.runs())
+    lines.append(
+        f"runs: {n_all} in all, {n_all - len(pending)} done, {len(pending)} left; "
+        f"compute left ~{total_left / 3600:.1f} core-hours, ~{_fmt_time(total_left / max(jobs, 1))} wall with --jobs {jobs}"
+    )
+    return "\n".join(lines)
+
+
+def _append(handle: TextIO, record: dict[str, Any]) -> None:
+    """Append one record as a JSON line and make it durable before the run counts as finished."""
+    handle.write(json.dumps(record, default=str) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _progress(done: int, running: int, left: int, eta: float, record: dict[str, Any] | None, out: TextIO) -> None:
+    if record is not None:
+        print(
+            f"[bench] finished {record['algo']} {record['env']} {record['arm']} seed {record['seed']}: "
+            f"score {record['score']:.2f} in {record['wall_time_s']:.0f}s",
+            file=out,
+        )
+    print(
+        f"[bench] runs done {done}, running {running}, left {left}; estimated time left {_fmt_time(eta)}", file=out, flush=True
+    )
+
+
+def _worker(spec: RunSpec) -> dict[str, Any]:
+    """Process-pool entry: one run with one torch thread (SIGINT ignored: the parent decides when to stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from sb3_regnorm.benchmark.run import run_one
+
+    return run_one(spec, num_threads=1)
+
+
+Submit = Callable[[RunSpec], Any]
+
+
+def _local_pool(jobs: int) -> tuple[Any, Submit, Callable[[set[Any]], tuple[set[Any], set[Any]]], Callable[[Any], Any]]:
+    """A spawn process pool with one task per worker process (fresh interpreter per run)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the workers before they import torch
+    # One run per worker process (Python 3.11+; on 3.10 a worker process is reused for several runs).
+    per_child: dict[str, Any] = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), **per_child)
+
+    def submit(spec: RunSpec) -> Future[dict[str, Any]]:
+        return pool.submit(_worker, spec)
+
+    def wait_any(futures: set[Any]) -> tuple[set[Any], set[Any]]:
+        done, not_done = wait(futures, return_when=FIRST_COMPLETED)
+        return set(done), set(not_done)
+
+    def result(future: Any) -> Any:
+        return future.result()
+
+    return pool, submit, wait_any, result
+
+
+def _ray_pool(
+    address: str | None,
+) -> tuple[Any, Submit, Callable[[set[Any]], tuple[set[Any], set[Any]]], Callable[[Any], Any]]:
+    """Ray tasks (``num_cpus=1`` each) on an existing cluster (``address``) or the Ray instance already initialised."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError("the Ray backend needs Ray: pip install 'sb3-regnorm[ray]'") from exc
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False)
+
+    @ray.remote(num_cpus=1)
+    def ray_run(spec: RunSpec) -> dict[str, Any]:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        from sb3_regnorm.benchmark.run import run_one
+
+        return run_one(spec, num_threads=1)
+
+    def submit(spec: RunSpec) -> Any:
+        return ray_run.remote(spec)
+
+    def wait_any(refs: set[Any]) -> tuple[set[Any], set[Any]]:
+        done, not_done = ray.wait(list(refs), num_returns=1)
+        return set(done), set(not_done)
+
+    def result(ref: Any) -> Any:
+        return ray.get(ref)
+
+    class _Closer:
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            del wait, cancel_futures  # tasks of an interrupted campaign are cancelled by the caller
+
+    return _Closer(), submit, wait_any, result
+
+
+def run_campaign(
+    campaign: Campaign,
+    root: Path = DEFAULT_ROOT,
+    jobs: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    max_runs: int | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Run every pending run of ``campaign`` (at most ``max_runs``), ``jobs`` at a time; return the number finished.
+
+    Each finished run is appended to ``<root>/<campaign>/runs.jsonl`` at once. A run that raises is reported and not
+    recorded (so a rerun retries it); Ctrl-C stops submitting, cancels queued runs and returns after the running ones
+    are stopped.
+    """
+    folder = campaign_dir(campaign, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "runs.jsonl"
+    records = read_records(path)
+    queue = pending_runs(campaign, records)
+    if max_runs is not None:
+        queue = queue[:max_runs]
+    limit = jobs or (len(queue) if backend == "ray" else os.cpu_count() or 1)
+    if not queue:
+        print(f"[bench] {campaign.name}: nothing left to run ({len(records)} runs recorded in {path})", file=out)
+        return 0
+    pool, submit, wait_any, result = _ray_pool(address) if backend == "ray" else _local_pool(limit)
+    running: dict[Any, RunSpec] = {}
+    finished = failed = 0
+    try:
+        with path.open("a") as handle:
+            while queue or running:
+                while queue and len(running) < limit:
+                    spec = queue.pop(0)
+                    running[submit(spec)] = spec
+                _progress(finished, len(running), len(queue), _eta(list(running.values()) + queue, records, limit), None, out)
+                done, _ = wait_any(set(running))
+                for item in done:
+                    spec = running.pop(item)
+                    try:
+                        record = result(item)
+                    except Exception as exc:  # a failed run is reported and retried by the next invocation
+                        failed += 1
+                        print(f"[bench] FAILED {spec.key}: {type(exc).__name__}: {exc}", file=out, flush=True)
+                        continue
+                    _append(handle, record)
+                    records.append(record)
+                    finished += 1
+                    _progress(
+                        finished, len(running), len(queue), _eta(list(running.values()) + queue, records, limit), record, out
+                    )
+    except KeyboardInterrupt:
+        print(f"[bench] interrupted: {finished} run(s) recorded this time; rerun the same command to resume", file=out)
+        _cancel(backend, running)
+        _kill_workers(pool)  # before shutdown, which forgets the worker processes
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    print(f"[bench] {campaign.name}: {finished} run(s) finished, {failed} failed; records in {path}", file=out, flush=True)
+    return finished
+
+
+def _eta(specs: list[RunSpec], records: list[dict[str, Any]], jobs: int) -> float:
+    return sum(estimate_seconds(s, records) for s in specs) / max(jobs, 1)
+
+
+def _cancel(backend: str, running: dict[Any, RunSpec]) -> None:
+    """Cancel the Ray tasks of an interrupted campaign (local workers are killed by :func:`_kill_workers`)."""
+    if backend != "ray":
+        return
+    import ray
+
+    for ref in running:
+        ray.cancel(ref, force=True)
+
+
+def _kill_workers(pool: Any) -> None:
+    """Terminate the pool's worker processes (they ignore SIGINT; their partial runs are simply not recorded)."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        if process.is_alive():
+            process.terminate()

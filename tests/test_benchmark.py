@@ -1,0 +1,227 @@
+"""Benchmark runner: campaigns as data, one process per run, resume after a kill, report from runs.jsonl alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sb3_regnorm.benchmark import campaign as cmod
+from sb3_regnorm.benchmark import cli, runner
+from sb3_regnorm.benchmark.report import build_report, poi_verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_PPO: dict[str, Any] = {"n_envs": 2, "n_timesteps": 256, "n_steps": 32, "batch_size": 32, "n_epochs": 1}
+
+
+def tiny_campaign(name: str = "tiny", seeds: int = 2) -> dict[str, Any]:
+    """CartPole PPO for a few hundred steps, two arms: the smallest campaign that goes through the real runner."""
+    return {
+        "name": name,
+        "description": "test campaign",
+        "seeds": seeds,
+        "eval": {"points": 4, "episodes": 2, "n_envs": 1},
+        "experiments": [{"algo": "ppo", "env": "CartPole-v1", "hyperparams": TINY_PPO, "arms": ["none", "rn"]}],
+    }
+
+
+def write_campaign(tmp_path: Path, data: dict[str, Any], suffix: str = ".yaml") -> Path:
+    path = tmp_path / f"{data['name']}{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(data))
+    else:
+        path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------ campaigns as data
+def test_shipped_campaigns_load_with_their_matrix() -> None:
+    shipped = cmod.shipped_campaigns()
+    assert {"paper", "lunarlander", "minigrid"} <= set(shipped)
+    paper = cmod.load_campaign("paper")
+    runs = paper.runs()
+    assert len(runs) == 5 * 20 and paper.protocol == "paper_dqn"
+    assert [r.arm for r in runs[:5]] == ["none", "ln", "rn", "rln", "rnln"]  # seed-major: seed 0 of every arm first
+    assert {r.seed for r in runs[:5]} == {0} and max(r.seed for r in runs) == 19
+    assert runs[0].hyperparams["exploration"] == "corrected" and runs[0].n_timesteps == 200_000
+    lunar = cmod.load_campaign("lunarlander")
+    assert len(lunar.runs()) == 3 * 6 * 10
+    minigrid = cmod.load_campaign("minigrid").runs()
+    assert len(minigrid) == 5 * 10 + 3 * 5
+    assert all(r.env.startswith("MiniGrid-DoorKey") for r in minigrid[:50])  # stage 0 (DoorKey) before RedBlueDoors
+
+
+def test_arms_change_only_the_norm_unless_tuned() -> None:
+    from sb3_regnorm import zoo
+
+    runs = {r.arm: r for r in cmod.load_campaign("lunarlander").runs() if r.algo == "ppo" and r.seed == 0}
+    base = {k: v for k, v in runs["none"].hyperparams.items() if k != "policy_kwargs"}
+    for arm in ("ln", "rn", "rln", "rnln"):
+        assert {k: v for k, v in runs[arm].hyperparams.items() if k != "policy_kwargs"} == base
+        assert runs[arm].hyperparams["policy_kwargs"] == {"norm": arm}
+    tuned = zoo.raw_entry("ppo", "LunarLander-v3", "rn")
+    tuned.pop("callback")
+    assert runs["rn-tuned"].hyperparams == tuned and runs["rn-tuned"].hyperparams != runs["rn"].hyperparams
+    assert "callback" not in runs["rn"].hyperparams
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seeds": [0, 1000]}, "tuning seeds"),
+        ({"seeds": [1, 1]}, "duplicate seeds"),
+        ({"protocol": "nope"}, "unknown protocol"),
+        ({"bogus": 1}, "unknown keys"),
+        ({"eval": {"points": 0}}, "eval.points"),
+        ({"experiments": [{"algo": "ppo", "env": "CartPole-v1", "arms": ["none"]}]}, "no zoo entry"),
+        ({"experiments": [{"algo": "sac", "env": "LunarLander-v3", "arms": ["none"]}]}, "unknown algo"),
+        ({"experiments": [{"algo": "ppo", "env": "LunarLander-v3", "arms": ["bn"]}]}, "unknown norm"),
+        ({"experiments": [{"algo": "ppo", "env": "LunarLander-v3", "arms": ["rn", "rn"]}]}, "duplicate arm names"),
+    ],
+)
+def test_bad_campaigns_fail_with_a_clear_message(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    data = {**tiny_campaign(), **change}
+    with pytest.raises(cmod.CampaignError, match=message):
+        cmod.load_campaign(write_campaign(tmp_path, data))
+
+
+def test_campaign_formats_and_overrides(tmp_path: Path) -> None:
+    data = tiny_campaign()
+    data["experiments"][0]["arms"] = [
+        "none",
+        {"name": "rn-m", "norm": "rn", "overrides": {"policy_kwargs": {"norm_kwargs": {"momentum": 0.01}}}},
+    ]
+    from_yaml = cmod.load_campaign(write_campaign(tmp_path, data)).runs()
+    from_json = cmod.load_campaign(write_campaign(tmp_path, data, ".json")).runs()
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(
+        'name = "tiny"\nseeds = 2\n[eval]\npoints = 4\nepisodes = 2\nn_envs = 1\n[[experiments]]\nalgo = "ppo"\n'
+        'env = "CartPole-v1"\narms = ["none", {name = "rn-m", norm = "rn", overrides = {policy_kwargs = {norm_kwargs = '
+        "{momentum = 0.01}}}}]\n[experiments.hyperparams]\n" + "\n".join(f"{k} = {v}" for k, v in TINY_PPO.items()) + "\n"
+    )
+    from_toml = cmod.load_campaign(toml).runs()
+    assert from_yaml == from_json == from_toml
+    rn = next(r for r in from_yaml if r.arm == "rn-m")
+    assert rn.hyperparams["policy_kwargs"] == {"norm": "rn", "norm_kwargs": {"momentum": 0.01}}
+    assert rn.hyperparams["policy"] == "sb3_regnorm.RNActorCriticPolicy" and rn.n_timesteps == 256
+
+
+def test_dry_run_prints_matrix_and_compute(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "paper", "--dry-run", "--jobs", "2", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "runs: 100 in all, 0 done, 100 left" in out and "core-hours" in out and "--jobs 2" in out
+    assert out.count("seeds= 20") == 5
+    assert cli.main(["run", str(tmp_path / "missing.yaml"), "--dry-run"]) == 2
+
+
+def test_eval_seeds_are_disjoint_from_training_and_tuning_seeds() -> None:
+    from sb3_regnorm.benchmark.run import eval_seed
+
+    train = set(range(1000 + 16))  # benchmark seeds 0..999, each with up to 16 training envs
+    evals = {eval_seed(s) + i for s in range(1000) for i in range(100)}
+    tuning = set(range(1000, 1200)) | set(range(101_000, 101_200))  # tune.py: trial seeds and study eval seeds
+    assert not evals & train and not evals & tuning
+
+
+# ------------------------------------------------------------------------------------------ paper protocol
+def test_paper_dqn_protocol_runs_and_scores_the_final_window() -> None:
+    from sb3_regnorm.benchmark.paper_dqn import check_kwargs, run_paper_dqn
+
+    settings = {"env_id": "CartPole-v1", "episodes": 12, "max_t": 30, "batch_size": 8, "buffer_size": 200, "score_window": 4}
+    out = run_paper_dqn("rn", 0, settings, eval_points=3, eval_episodes=2, eval_seed=200_000)
+    windows = out["train_returns_window"]
+    assert len(windows) == 3 and out["score"] == pytest.approx(windows[-1])
+    assert len(out["curve"]["steps"]) == 3 and out["learn_steps"] > 0 and out["n_timesteps"] <= 12 * 30
+    assert out["settings"]["exploration"] == "corrected"
+    with pytest.raises(ValueError, match="exploration"):
+        check_kwargs({"exploration": "sometimes"})
+    with pytest.raises(ValueError, match="unknown paper_dqn settings"):
+        check_kwargs({"epsilon": 1})
+
+
+# ------------------------------------------------------------------------------------------ runner, resume, report
+def _run_cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "sb3_regnorm", "bench", *args]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def finished_campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the tiny campaign through the CLI, kill it after its first recorded run, then resume it to the end."""
+    tmp = tmp_path_factory.mktemp("bench")
+    path = write_campaign(tmp, tiny_campaign())
+    results = tmp / "out" / "tiny" / "runs.jsonl"
+    proc = _run_cli(["run", str(path), "--jobs", "1", "--root", str(tmp / "out")], tmp)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not (results.is_file() and results.read_text().strip()):
+        time.sleep(0.2)
+    assert results.is_file() and proc.poll() is None, proc.communicate()[0]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    first = lines(results)
+    assert proc.returncode == 130 and "interrupted" in out, out
+    assert 1 <= len(first) < 4
+    resumed = _run_cli(["run", str(path), "--jobs", "1", "--root", str(tmp / "out")], tmp)
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    records = lines(results)
+    assert records[: len(first)] == first  # finished runs are never run again
+    assert f"runs done {4 - len(first)}, running 0, left 0" in out, out
+    return results
+
+
+def test_resume_after_kill_runs_each_run_once(finished_campaign: Path) -> None:
+    records = lines(finished_campaign)
+    keys = [(r["algo"], r["env"], r["arm"], r["seed"]) for r in records]
+    assert sorted(keys) == sorted(("ppo", "CartPole-v1", arm, s) for arm in ("none", "rn") for s in (0, 1))
+    for r in records:
+        assert {"campaign", "algo", "env", "norm", "arm", "seed", "n_timesteps", "score", "curve", "wall_time_s"} <= set(r)
+        assert r["versions"]["torch"] and r["hyperparams"]["policy_kwargs"]["norm"] == r["norm"]
+        assert len(r["curve"]["returns"]) == 4 and r["curve"]["deterministic"] is True
+        assert r["score"] == pytest.approx(r["curve"]["returns"][-1])  # 4 points: only the last is in the final 10%
+        assert r["eval_seed"] == 200_000 + 100 * r["seed"] and r["torch_threads"] == 1
+    again = _run_cli(
+        ["run", str(finished_campaign.parent.parent.parent / "tiny.yaml"), "--root", str(finished_campaign.parent.parent)],
+        ROOT,
+    )
+    out, _ = again.communicate(timeout=120)
+    assert "nothing left to run" in out and len(lines(finished_campaign)) == 4
+
+
+def test_report_rebuilds_from_runs_jsonl_alone(finished_campaign: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "runs.jsonl").write_text(finished_campaign.read_text())
+    assert cli.main(["report", str(copy)]) == 0
+    text = (copy / "report.md").read_text()
+    assert "## PPO on CartPole-v1" in text and "| rn vs none |" in text and "IQM [95% CI]" in text
+    assert (copy / "curves_ppo_CartPole-v1.png").stat().st_size > 1000
+    assert (copy / "scores_ppo_CartPole-v1.png").is_file()
+    assert build_report(copy, plots=False).count("| none |") >= 2
+
+
+def test_poi_verdict_words() -> None:
+    assert poi_verdict(0.6, 0.9, "rn", "none") == "rn better than none"
+    assert poi_verdict(0.1, 0.4, "rn", "none") == "rn worse than none"
+    assert poi_verdict(0.3, 0.7, "rn", "none") == "cannot tell"
+
+
+def test_max_runs_and_failed_runs_are_not_recorded(tmp_path: Path) -> None:
+    data = tiny_campaign("bad", seeds=1)
+    data["experiments"][0]["hyperparams"] = {**TINY_PPO, "batch_size": "not a number"}
+    campaign = cmod.load_campaign(write_campaign(tmp_path, data))
+    finished = runner.run_campaign(campaign, tmp_path / "out", jobs=1, max_runs=1)
+    assert finished == 0 and runner.read_records(tmp_path / "out" / "bad" / "runs.jsonl") == []
