@@ -2,11 +2,11 @@
 
 Run: ``python bench/agent_cost.py [--out logs/benchmarks/agent_cost.json]``.
 
-For the throughput configurations of ``bench/throughput.py`` it times, with no environment in the loop, (a) one
-no-grad eval-mode policy forward at the rollout batch size (``n_envs`` observations) and (b) one call of the
-algorithm's ``train()`` on a filled buffer, for each norm arm. Then it prints the torch profiler's op table for one RN
-layer's training forward+backward at PPO's minibatch shape, which shows what bounds the layer: a dozen small
-elementwise kernels and reductions plus autograd nodes, where LayerNorm is one fused kernel each way.
+For the throughput configurations of ``bench/throughput.py`` (agents built from the zoo's entries by its
+``build_agent``) it times, with no environment in the loop, (a) one no-grad eval-mode policy forward at the rollout
+batch size (``n_envs`` observations) and (b) one call of the algorithm's ``train()`` on a filled buffer, for each
+arm. Then it prints the torch profiler's op table for one RN layer's training forward+backward at PPO's minibatch
+shape on the pure path (a dozen small kernels and autograd nodes) and on the fused kernel (one op each way).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import CONFIGS
+from throughput import CONFIGS, build_agent
 
 from sb3_regnorm import RegularityNorm, __version__
 
-ARMS = ("none", "ln", "rn", "rn_frozen")
+ARMS = ("none", "ln", "rn_pure", "rn", "rn_frozen")
 
 
 def per_call_us(fn: Callable[[], object], calls: int, repeats: int = 5) -> float:
@@ -42,8 +42,7 @@ def per_call_us(fn: Callable[[], object], calls: int, repeats: int = 5) -> float
 
 
 def measure(config: str, arm: str) -> dict[str, float]:
-    factory, _, _ = CONFIGS[config]
-    model = factory(arm)
+    model = build_agent(config, arm)
     warm_steps = 2048 if config != "dqn_lunar" else 600
     model.learn(warm_steps)  # fills buffers and gives RN layers statistics
     policy = model.policy
@@ -66,8 +65,8 @@ def measure(config: str, arm: str) -> dict[str, float]:
     return {"rollout_forward_us": per_call_us(rollout_forward, 500), "train_call_us": per_call_us(model.train, calls)}
 
 
-def layer_profile(batch: int = 64, features: int = 64) -> str:
-    layer = RegularityNorm(features)
+def layer_profile(fused: bool, batch: int = 64, features: int = 64) -> str:
+    layer = RegularityNorm(features, fused=fused)
     x = torch.randn(batch, features, requires_grad=True)
     for _ in range(20):
         layer(x).sum().backward()
@@ -92,8 +91,10 @@ def main() -> None:
             row = measure(config, arm)
             results[config][arm] = row
             print(f"| {config} | {arm} | {row['rollout_forward_us']:.0f} | {row['train_call_us']:.0f} |", flush=True)
-    table = layer_profile()
-    print("\nOne RN layer, training forward+backward, batch 64 x 64 (100 calls):\n")
+    table = ""
+    for fused in (False, True):
+        title = f"One RN layer ({'fused' if fused else 'pure'} path), training forward+backward, batch 64 x 64 (100 calls)"
+        table += f"\n{title}:\n\n{layer_profile(fused)}\n"
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -102,8 +103,8 @@ def main() -> None:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, 1 torch thread, CPU",
-        "train_call": "PPO: one train() = n_epochs over the 8192-step buffer (512 minibatches of 64); A2C: one update "
-        "on 40 samples; DQN: train(gradient_steps=4, batch 128) as train_freq 4 with gradient_steps -1 does",
+        "train_call": "PPO: one train() = n_epochs over the 16384-step buffer (minibatches of 64); A2C: one update "
+        "on n_envs x n_steps samples; DQN: train(gradient_steps=4, batch 128) as train_freq 4 with gradient_steps -1 does",
     }
     args.out.write_text(json.dumps({"meta": meta, "results": results, "layer_profile": table}, indent=2) + "\n")
     print(f"wrote {args.out}")

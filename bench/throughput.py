@@ -1,12 +1,14 @@
 """Throughput of RN against the same network without it: paired, alternating runs in one process.
 
-Run: ``python bench/throughput.py [--rounds 5] [--configs ppo_lunar a2c_lunar dqn_lunar ppo_minigrid]
-[--norms none rn] [--out logs/benchmarks/throughput.json]``.
+Run: ``python bench/throughput.py [--rounds 3] [--configs ppo_lunar a2c_lunar dqn_lunar ppo_minigrid]
+[--norms none ln rn_pure rn] [--out logs/benchmarks/throughput.json]``.
 
-Every round trains each norm once per config from scratch (same seed, same hyperparameters, the policy classes of
-``sb3_regnorm`` with ``norm=...``), alternating the order between rounds so machine drift hits both alike. FPS is
-env steps per second of wall time inside ``learn()``. Reported: median FPS per norm and the median of the per-round
-ratios ``FPS(norm) / FPS(none)``. Results are written after every run, so an interrupted run keeps what it measured.
+Every agent is built from the zoo's own entry (:func:`sb3_regnorm.zoo.raw_entry` with ``tuned=False``: the
+hyperparameters every norm shares, e.g. 16 envs for PPO on LunarLander-v3), so the arms differ only in ``norm`` (and
+``rn_pure``/``rn_frozen`` in one RN option). Every round trains each arm once per config from scratch (same seed),
+alternating the order between rounds so machine drift hits all arms alike. FPS is env steps per second of wall time
+inside ``learn()``. Reported: median FPS per arm and the median of the per-round ratios ``FPS(arm) / FPS(none)``.
+Results are written after every run, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -16,72 +18,72 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import stable_baselines3
 import torch
+from rl_zoo3.utils import get_class_by_name, linear_schedule
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_regnorm
-from sb3_regnorm import RNActorCriticCnnPolicy, RNActorCriticPolicy, RNDQNPolicy, minigrid_image_env
+from sb3_regnorm import _fused, zoo
 
-TARGETS = {"ppo_lunar": 0.95, "a2c_lunar": 0.85, "dqn_lunar": 0.90, "ppo_minigrid": 0.95}
-ARMS: dict[str, dict[str, Any]] = {
-    "none": {"norm": "none"},
-    "ln": {"norm": "ln"},
-    "rn": {"norm": "rn"},
-    "rln": {"norm": "rln"},
-    "rnln": {"norm": "rnln"},
-    "rn_frozen": {"norm": "rn", "norm_kwargs": {"eval_gain": "frozen"}},  # eval gain without scoring the batch
+TARGETS = {"ppo_lunar": 0.92, "a2c_lunar": 0.85, "dqn_lunar": 0.90, "ppo_minigrid": 0.95}
+ARMS: dict[str, tuple[str, dict[str, Any]]] = {  # arm -> (zoo norm folder, extra norm_kwargs)
+    "none": ("none", {}),
+    "ln": ("ln", {}),
+    "rn": ("rn", {}),  # the default: the fused kernel where it builds
+    "rn_pure": ("rn", {"fused": False}),
+    "rln": ("rln", {}),
+    "rnln": ("rnln", {}),
+    "rn_frozen": ("rn", {"eval_gain": "frozen"}),  # eval gain without scoring the batch
+}
+ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+_NOT_HYPERPARAMS = ("n_envs", "n_timesteps", "policy", "env_wrapper", "callback", "normalize", "policy_kwargs")
+# config -> (algo, env id, env steps per run)
+CONFIGS: dict[str, tuple[str, str, int]] = {
+    "ppo_lunar": ("ppo", zoo.LUNAR_LANDER, 2 * 16 * 1024),
+    "a2c_lunar": ("a2c", zoo.LUNAR_LANDER, 20_000),
+    "dqn_lunar": ("dqn", zoo.LUNAR_LANDER, 3_000),
+    "ppo_minigrid": ("ppo", "MiniGrid-DoorKey-5x5-v0", 8 * 128 * 8),
 }
 
 
-def policy_kwargs(arm: str, **extra: Any) -> dict[str, Any]:
-    return {**ARMS[arm], **extra}
+def _hyperparam(value: Any) -> Any:
+    """rl_zoo3's ``lin_<x>`` schedule strings as the schedule object rl_zoo3 would build."""
+    return linear_schedule(float(value[4:])) if isinstance(value, str) and value.startswith("lin_") else value
 
 
-def _ppo_lunar(norm: str) -> BaseAlgorithm:
-    env = make_vec_env("LunarLander-v3", n_envs=8, seed=0)
-    return PPO(RNActorCriticPolicy, env, n_steps=1024, batch_size=64, n_epochs=4, gae_lambda=0.98, gamma=0.999,
-               ent_coef=0.01, policy_kwargs=policy_kwargs(norm), seed=0)  # fmt: skip
+def build_agent(config: str, arm: str, seed: int = 0) -> BaseAlgorithm:
+    """The zoo's untuned entry for the config's (algo, env id) with the arm's norm, built as rl_zoo3 would build it."""
+    algo, env_id, _ = CONFIGS[config]
+    norm, norm_kwargs = ARMS[arm]
+    entry = zoo.raw_entry(algo, env_id, norm, tuned=False)
+    policy_kwargs = zoo.policy_kwargs_objects(entry["policy_kwargs"])
+    if norm_kwargs:
+        policy_kwargs["norm_kwargs"] = {**policy_kwargs.get("norm_kwargs", {}), **norm_kwargs}
+    wrapper = get_class_by_name(entry["env_wrapper"]) if "env_wrapper" in entry else None
+    env = make_vec_env(env_id, n_envs=int(entry.get("n_envs", 1)), seed=seed, wrapper_class=wrapper)
+    hyperparams = {key: _hyperparam(value) for key, value in entry.items() if key not in _NOT_HYPERPARAMS}
+    policy = get_class_by_name(entry["policy"])
+    return ALGO_CLASSES[algo](policy, env, policy_kwargs=policy_kwargs, seed=seed, **hyperparams)
 
 
-def _a2c_lunar(norm: str) -> BaseAlgorithm:
-    env = make_vec_env("LunarLander-v3", n_envs=8, seed=0)
-    return A2C(RNActorCriticPolicy, env, n_steps=5, gamma=0.995, learning_rate=0.00083, ent_coef=1e-5,
-               policy_kwargs=policy_kwargs(norm), seed=0)  # fmt: skip
-
-
-def _dqn_lunar(norm: str) -> BaseAlgorithm:
-    env = gym.make("LunarLander-v3")
-    return DQN(RNDQNPolicy, env, learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0,
-               gamma=0.99, target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
-               exploration_final_eps=0.1, policy_kwargs=policy_kwargs(norm, net_arch=[256, 256]), seed=0)  # fmt: skip
-
-
-def _ppo_minigrid(norm: str) -> BaseAlgorithm:
-    env = make_vec_env(minigrid_image_env, n_envs=8, seed=0, env_kwargs={"env_id": "MiniGrid-DoorKey-5x5-v0"})
-    return PPO(RNActorCriticCnnPolicy, env, n_steps=128, batch_size=64, n_epochs=10, gae_lambda=0.95, gamma=0.99,
-               ent_coef=0.0, learning_rate=2.5e-4, policy_kwargs=policy_kwargs(norm), seed=0)  # fmt: skip
-
-
-CONFIGS: dict[str, tuple[Callable[[str], BaseAlgorithm], int, str]] = {
-    "ppo_lunar": (_ppo_lunar, 3 * 8192, "PPO LunarLander-v3, 8 envs, zoo hp (n_steps 1024, batch 64, 4 epochs), 64x64 tanh"),
-    "a2c_lunar": (_a2c_lunar, 20_000, "A2C LunarLander-v3, 8 envs, zoo hp (n_steps 5, RMSprop), 64x64 tanh"),
-    "dqn_lunar": (_dqn_lunar, 3_000, "DQN LunarLander-v3, zoo hp (batch 128, train_freq 4, gradient_steps -1), 256x256"),
-    "ppo_minigrid": (_ppo_minigrid, 8 * 128 * 8, "PPO MiniGrid-DoorKey-5x5 ImgObs + MinigridCNN, 8 envs, zoo hp"),
-}
+def describe(config: str) -> str:
+    algo, env_id, steps = CONFIGS[config]
+    entry = zoo.raw_entry(algo, env_id, "none", tuned=False)
+    shown = {k: v for k, v in entry.items() if k not in ("n_timesteps", "callback", "policy")}
+    return f"{algo} {env_id}, zoo entry (untuned, shared by every norm) {shown}; {steps} steps per run"
 
 
 def run_once(config: str, norm: str) -> tuple[float, float]:
     """(env steps per second, seconds spent inside the environments' step) of one training run."""
-    factory, steps, _ = CONFIGS[config]
-    model = factory(norm)
+    steps = CONFIGS[config][2]
+    model = build_agent(config, norm)
     env_seconds = _time_env_steps(model)
     start = time.perf_counter()
     model.learn(steps)
@@ -145,9 +147,10 @@ def format_table(table: dict[str, Any], norms: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--norms", nargs="+", default=["none", "rn"], choices=list(ARMS))
+    parser.add_argument("--norms", nargs="+", default=["none", "ln", "rn_pure", "rn"], choices=list(ARMS))
+    parser.add_argument("--note", default="", help="what else ran on the machine (written to the results)")
     parser.add_argument("--out", type=Path, default=Path("logs/benchmarks/throughput.json"))
     args = parser.parse_args()
     if args.norms[0] != "none":
@@ -157,7 +160,7 @@ def main() -> None:
         "command": "python bench/throughput.py --rounds {} --configs {} --norms {}".format(
             args.rounds, " ".join(args.configs), " ".join(args.norms)
         ),
-        "configs": {c: CONFIGS[c][2] + f"; {CONFIGS[c][1]} steps per run" for c in args.configs},
+        "configs": {c: describe(c) for c in args.configs},
         "versions": {
             "sb3_regnorm": sb3_regnorm.__version__,
             "stable_baselines3": stable_baselines3.__version__,
@@ -166,7 +169,9 @@ def main() -> None:
             "python": platform.python_version(),
         },
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread, CPU",
+        "fused kernel": "loaded" if _fused.available() else f"unavailable ({_fused.load_error()})",
         "targets": TARGETS,
+        "note": args.note,
     }
     runs: dict[str, dict[str, list[dict[str, float]]]] = {c: {n: [] for n in args.norms} for c in args.configs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +180,7 @@ def main() -> None:
             order = args.norms if round_index % 2 == 0 else list(reversed(args.norms))
             for norm in order:
                 fps, env_seconds = run_once(config, norm)
-                steps = CONFIGS[config][1]
+                steps = CONFIGS[config][2]
                 runs[config][norm].append({"fps": fps, "wall": steps / fps, "env": env_seconds})
                 print(
                     f"round {round_index} {config} {norm}: {fps:.0f} FPS, env share {env_seconds * fps / steps:.2f}",

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import torch
-from torch import Tensor
 
-__all__ = ["DTYPES", "ENV_VAR", "available", "eval", "load_error", "overflow_message", "train", "translate"]
+__all__ = ["DTYPES", "ENV_VAR", "available", "load_error", "ops", "overflow_message", "translate"]
 
 DTYPES: Final = (torch.float32, torch.float64)
 ENV_VAR: Final = "SB3_REGNORM_FUSED"
@@ -45,14 +44,16 @@ def _disabled() -> bool:
     return os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off")
 
 
-def _cpu_tag() -> str:
-    """A short hash of the CPU's flags: the build uses ``-march=native``, so a cache shared between machines must
-    not hand one CPU's library to another."""
+def _build_tag() -> str:
+    """A short hash of the source, the flags and the CPU's features: one cache folder per build. The build uses
+    ``-march=native``, so a cache shared between machines must not hand one CPU's library to another, and checkouts
+    of different versions must not overwrite each other's library."""
     try:
         flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
     except OSError:
         flags = ""
-    return hashlib.sha1(f"{platform.machine()} {flags}".encode()).hexdigest()[:8]
+    key = f"{platform.machine()} {flags} {_CFLAGS} {torch.__version__}".encode() + SOURCE.read_bytes()
+    return hashlib.sha1(key).hexdigest()[:12]
 
 
 def _ensure_ninja_on_path() -> None:
@@ -77,7 +78,7 @@ def _load() -> None:
 
         _ensure_ninja_on_path()
         cpp_extension.load(
-            name=f"sb3_regnorm_fused_{_cpu_tag()}",
+            name=f"sb3_regnorm_fused_{_build_tag()}",
             sources=[str(SOURCE)],
             extra_cflags=_CFLAGS,
             is_python_module=False,
@@ -96,26 +97,19 @@ def _load() -> None:
 
 def available() -> bool:
     """Whether the fused kernels are loaded (building them on the first call unless disabled)."""
+    return ops() is not None
+
+
+def ops() -> tuple[Any, Any] | None:
+    """The (train, eval) op overloads, or None where the kernels are disabled or could not be built."""
     if not _LOADER.tried:
         _load()
-    return _LOADER.ops is not None
+    return _LOADER.ops
 
 
 def load_error() -> str | None:
     """Why the fused kernels are not in use (None when they are, or before the first :func:`available`)."""
     return _LOADER.error
-
-
-def train(*args: Any) -> tuple[Tensor, Tensor]:
-    """``sb3_regnorm::rn_train``: one training step (output, code length); writes the state in place on success."""
-    assert _LOADER.ops is not None
-    return _LOADER.ops[0](*args)
-
-
-def eval(*args: Any) -> tuple[Tensor, Tensor]:
-    """``sb3_regnorm::rn_eval``: one eval forward (output, code length); never writes the state."""
-    assert _LOADER.ops is not None
-    return _LOADER.ops[1](*args)
 
 
 def overflow_message(dtype: torch.dtype, gain: float, var: float) -> str:

@@ -121,7 +121,8 @@ class RegularityNorm(nn.Module):
         self.config = RNConfig(variant, rescale, momentum, exact_var, detach_gain, eval_gain, eval_size_correction,
                                max_gain, eps)  # fmt: skip
         self.num_features = num_features
-        self.fused = bool(fused)
+        self._fused_args: tuple[Any, ...] | None = None
+        self.fused = fused
         comp_shape = (num_features,) if variant == "rln" else ()
 
         def f64(shape: tuple[int, ...], value: float = 0.0) -> Tensor:
@@ -154,6 +155,24 @@ class RegularityNorm(nn.Module):
     def _set(self, **change: Any) -> None:
         """Options are one validated :class:`RNConfig`; changing one re-validates it (the variant is fixed)."""
         self.config = dataclasses.replace(self.config, **change)
+        self.fused = self.fused  # refresh the kernel's arguments
+
+    @property
+    def fused(self) -> bool:
+        """Whether CPU float32/float64 inputs go through the fused kernel (where it builds)."""
+        return self._fused_args is not None
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"fused must be a bool, got {value!r}")
+        cfg = self.config
+        max_gain = math.inf if cfg.max_gain is None else cfg.max_gain
+        momentum, rln = cfg.momentum or 0.0, cfg.variant == "rln"
+        # the kernels' trailing arguments, built once: (train, eval)
+        train = (rln, momentum, cfg.exact_var, max_gain, cfg.eps, cfg.rescale, cfg.detach_gain)
+        evaluate = (rln, momentum, cfg.eval_gain == "frozen", cfg.eval_size_correction, max_gain, cfg.eps, cfg.rescale)
+        self._fused_args = (train, evaluate) if value else None
 
     # ------------------------------------------------------------------ public helpers
     def reset_running_stats(self) -> None:
@@ -206,18 +225,35 @@ class RegularityNorm(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, prior: Tensor | None = None) -> Tensor:
-        self._check_input(x)
+        shape = x.shape
+        if len(shape) < 2 or shape[1] != self.num_features or shape[0] == 0 or not x.is_floating_point():
+            self._check_input(x)
         transient = self._transient
-        if prior is None:
-            prior = transient.prior
-        transient.prior = None
-        device = x.device.type != "cpu" or self._device_path
+        if transient.prior is not None:
+            prior = transient.prior if prior is None else prior
+            transient.prior = None
         log_prior = None if prior is None else self._check_prior(prior, x).log()
-        if not device and self.fused and x.dtype in _fused.DTYPES and _fused.available():
-            return self._fused_forward(x, log_prior)
+        host = x.is_cpu and not self._device_path
+        args = self._fused_args
+        if host and args is not None and x.dtype in _fused.DTYPES:
+            ops = _fused.ops()
+            if ops is not None:  # the hot path: one C++ call
+                b = self._buffers
+                try:
+                    if self.training:
+                        y, length = ops[0](x, b["running_mean"], b["running_var"], b["running_count"], b["running_comp"],
+                                           b["running_updates"], b["running_refsize"], b["running_score"], log_prior,
+                                           *args[0])  # fmt: skip
+                    else:
+                        y, length = ops[1](x, b["running_mean"], b["running_var"], b["running_comp"], b["running_updates"],
+                                           b["running_refsize"], b["running_score"], log_prior, *args[1])  # fmt: skip
+                except RuntimeError as exc:
+                    raise _fused.translate(exc) from None
+                transient.last_code_length = length
+                return y if self.config.rescale else x
         if self.training:
-            return self._train_forward(x, log_prior, host=not device)
-        return self._eval_forward(x, log_prior, host=not device)
+            return self._train_forward(x, log_prior, host)
+        return self._eval_forward(x, log_prior, host)
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() < 2 or x.shape[1] != self.num_features:
@@ -238,28 +274,6 @@ class RegularityNorm(nn.Module):
         if not bool(((prior > 0) & (prior <= 1)).all()):
             raise ValueError("prior values must lie in (0, 1]")
         return prior.reshape(-1).double()
-
-    def _fused_forward(self, x: Tensor, log_prior: Tensor | None) -> Tensor:
-        """One C++ call: statistics, score, gain, output, overflow check and state write (on success only)."""
-        cfg, b = self.config, self._buffers
-        max_gain = math.inf if cfg.max_gain is None else cfg.max_gain
-        xin = x if cfg.rescale else x.detach()
-        try:
-            if self.training:
-                slope = cfg.rescale and not cfg.detach_gain and x.requires_grad and torch.is_grad_enabled()
-                y, length = _fused.train(xin, b["running_mean"], b["running_var"], b["running_count"], b["running_comp"],
-                                         b["running_updates"], b["running_refsize"], b["running_score"], log_prior,
-                                         cfg.variant == "rln", cfg.momentum or 0.0, cfg.exact_var, max_gain, cfg.eps,
-                                         cfg.rescale, slope)  # fmt: skip
-            else:
-                y, length = _fused.eval(xin, b["running_mean"], b["running_var"], b["running_comp"], b["running_updates"],
-                                        b["running_refsize"], b["running_score"], log_prior, cfg.variant == "rln",
-                                        cfg.momentum or 0.0, cfg.eval_gain == "frozen", cfg.eval_size_correction, max_gain,
-                                        cfg.eps, cfg.rescale)  # fmt: skip
-        except RuntimeError as exc:
-            raise _fused.translate(exc) from None
-        self._transient.last_code_length = length
-        return y if cfg.rescale else x
 
     def _state(self, host: bool) -> tuple[Scalar, Scalar, Scalar, Scalar]:
         """(count, mean, var, COMP_prev) as the next update sees them (count and COMP decayed with momentum)."""

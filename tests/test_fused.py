@@ -49,8 +49,9 @@ def test_layer_argument_selects_the_pure_path(monkeypatch: pytest.MonkeyPatch) -
     if not _fused.available():
         pytest.skip(f"fused kernel unavailable: {_fused.load_error()}")
     calls = []
-    real = _fused.train
-    monkeypatch.setattr(_fused, "train", lambda *a: calls.append(1) or real(*a))
+    real = _fused.ops()
+    assert real is not None
+    monkeypatch.setattr(_fused, "ops", lambda: (lambda *a: calls.append(1) or real[0](*a), real[1]))
     RegularityNorm(4, fused=False)(torch.randn(8, 4))
     assert calls == []
     RegularityNorm(4)(torch.randn(8, 4))

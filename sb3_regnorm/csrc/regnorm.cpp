@@ -95,23 +95,28 @@ const double* maybe_log_prior(const c10::optional<Tensor>& lp) {
   return lp.has_value() && lp->defined() ? lp->data_ptr<double>() : nullptr;
 }
 
-// Sum of (x - mu)^2 and, per group, the smallest (x - mu)^2 (the max-shift of the density's exponent).
-template <typename T>
+// Element-wise math runs in the input's precision (as the pure path's kernels do, and at full SIMD width); sums
+// run in that precision within one segment of a sample and in float64 across segments.
+
+// Sum of (x - mu)^2 and, per group, the smallest (x - mu)^2 (the max-shift of the density's exponent). M is the
+// precision of the element-wise math: T, or double where float32 squares overflow (as the pure path falls back).
+template <typename T, typename M>
 double centred_squares(const T* x, const Layout& L, double mu, std::vector<double>& min_sq) {
   double s2 = 0.0;
   min_sq.assign(L.groups, kInf);
+  const M mu_t = static_cast<M>(mu);
   for (int64_t b = 0; b < L.batch; ++b) {
     for (int64_t s = 0; s < L.segments; ++s) {
       const T* seg = x + (b * L.segments + s) * L.length;
-      double acc = 0.0, lo = kInf;
+      M acc = 0, lo = std::numeric_limits<M>::infinity();
 #pragma omp simd reduction(+ : acc) reduction(min : lo)
       for (int64_t r = 0; r < L.length; ++r) {
-        const double c = static_cast<double>(seg[r]) - mu;
+        const M c = static_cast<M>(seg[r]) - mu_t;
         acc += c * c;
         lo = std::min(lo, c * c);
       }
-      s2 += acc;
-      min_sq[s] = std::min(min_sq[s], lo);
+      s2 += static_cast<double>(acc);
+      min_sq[s] = std::min(min_sq[s], static_cast<double>(lo));
     }
   }
   for (auto& m : min_sq) m = std::isfinite(m) ? m : 0.0;
@@ -119,18 +124,19 @@ double centred_squares(const T* x, const Layout& L, double mu, std::vector<doubl
 }
 
 // Shifted densities p_i = exp(-((x_i - mu)^2 - min_sq_g) / 2var) into `p`, and per group sum p, sum p c, sum p c^2.
-template <typename T>
+template <typename T, typename M>
 void densities(const T* x, T* p, Tensor& p_tensor, const Layout& L, double mu, double var,
                const std::vector<double>& min_sq, bool moments, std::vector<double>& tot, std::vector<double>& pc,
                std::vector<double>& pc2) {
-  const double inv2v = 0.5 / var;
+  const M inv2v = static_cast<M>(0.5 / var);
+  const M mu_t = static_cast<M>(mu);
   for (int64_t b = 0; b < L.batch; ++b) {
     for (int64_t s = 0; s < L.segments; ++s) {
       const int64_t off = (b * L.segments + s) * L.length;
-      const double shift = min_sq[s];
+      const M shift = static_cast<M>(min_sq[s]);
 #pragma omp simd
       for (int64_t r = 0; r < L.length; ++r) {
-        const double c = static_cast<double>(x[off + r]) - mu;
+        const M c = static_cast<M>(x[off + r]) - mu_t;
         p[off + r] = static_cast<T>(-(c * c - shift) * inv2v);
       }
     }
@@ -142,23 +148,23 @@ void densities(const T* x, T* p, Tensor& p_tensor, const Layout& L, double mu, d
   for (int64_t b = 0; b < L.batch; ++b) {
     for (int64_t s = 0; s < L.segments; ++s) {
       const int64_t off = (b * L.segments + s) * L.length;
-      double a0 = 0.0, a1 = 0.0, a2 = 0.0;
+      M a0 = 0, a1 = 0, a2 = 0;
       if (moments) {
 #pragma omp simd reduction(+ : a0, a1, a2)
         for (int64_t r = 0; r < L.length; ++r) {
-          const double w = static_cast<double>(p[off + r]);
-          const double c = static_cast<double>(x[off + r]) - mu;
+          const M w = static_cast<M>(p[off + r]);
+          const M c = static_cast<M>(x[off + r]) - mu_t;
           a0 += w;
           a1 += w * c;
           a2 += w * c * c;
         }
       } else {
 #pragma omp simd reduction(+ : a0)
-        for (int64_t r = 0; r < L.length; ++r) a0 += static_cast<double>(p[off + r]);
+        for (int64_t r = 0; r < L.length; ++r) a0 += static_cast<M>(p[off + r]);
       }
-      tot[s] += a0;
-      pc[s] += a1;
-      pc2[s] += a2;
+      tot[s] += static_cast<double>(a0);
+      pc[s] += static_cast<double>(a1);
+      pc2[s] += static_cast<double>(a2);
     }
   }
 }
@@ -241,7 +247,9 @@ TrainResult train_typed(const Tensor& x, Tensor& mean_b, Tensor& var_b, Tensor& 
   const double batch_mean = s1 / static_cast<double>(n);
   const double mu = count <= 0.0 ? batch_mean : (count * mean + static_cast<double>(n) * batch_mean) / (count + n);
   std::vector<double> min_sq;
-  const double s2 = centred_squares(xp, L, mu, min_sq);
+  double s2 = centred_squares<T, T>(xp, L, mu, min_sq);
+  const bool wide = !std::isfinite(s2);  // float32 squares overflowed: redo the element-wise math in float64
+  if (wide) s2 = centred_squares<T, double>(xp, L, mu, min_sq);
   double batch_var = kNaN;
   if (n >= 2) {
     const double d = batch_mean - mu;
@@ -252,7 +260,11 @@ TrainResult train_typed(const Tensor& x, Tensor& mean_b, Tensor& var_b, Tensor& 
   const double var = std::max(merged.var, eps * eps);
   Tensor p = at::empty_like(x);
   std::vector<double> tot, pc, pc2;
-  densities(xp, p.data_ptr<T>(), p, L, mu, var, min_sq, slope, tot, pc, pc2);
+  if (wide) {
+    densities<T, double>(xp, p.data_ptr<T>(), p, L, mu, var, min_sq, slope, tot, pc, pc2);
+  } else {
+    densities<T, T>(xp, p.data_ptr<T>(), p, L, mu, var, min_sq, slope, tot, pc, pc2);
+  }
   const double log_norm = -std::log(std::sqrt(var)) - kHalfLog2Pi;
   const double inv2v = 0.5 / var;
   const double* comp_prev = comp_b.data_ptr<double>();
@@ -339,10 +351,10 @@ Tensor train_backward_typed(const Tensor& grad, const Tensor& x, const Tensor& p
     for (int64_t b = 0; b < L.batch; ++b) {
       for (int64_t s = 0; s < L.segments; ++s) {
         const int64_t off = (b * L.segments + s) * L.length;
-        double acc = 0.0;
+        T acc = 0;
 #pragma omp simd reduction(+ : acc)
-        for (int64_t r = 0; r < L.length; ++r) acc += static_cast<double>(gp[off + r]) * static_cast<double>(xp[off + r]);
-        gx[s] += acc;
+        for (int64_t r = 0; r < L.length; ++r) acc += gp[off + r] * xp[off + r];
+        gx[s] += static_cast<double>(acc);
       }
     }
     for (int64_t g = 0; g < G; ++g) {
@@ -364,12 +376,12 @@ Tensor train_backward_typed(const Tensor& grad, const Tensor& x, const Tensor& p
         for (int64_t r = 0; r < L.length; ++r) op[off + r] = gp[off + r] * sc;
         continue;
       }
-      const double own = -h[g] * aux[2 * G + g];
+      const T own = static_cast<T>(-h[g] * aux[2 * G + g]), sc = static_cast<T>(scale), mu_t = static_cast<T>(mu);
+      const T k1_t = static_cast<T>(k1), k2_t = static_cast<T>(k2);
 #pragma omp simd
       for (int64_t r = 0; r < L.length; ++r) {
-        const double c = static_cast<double>(xp[off + r]) - mu;
-        op[off + r] = static_cast<T>(scale * static_cast<double>(gp[off + r]) + own * static_cast<double>(pp[off + r]) * c +
-                                     k1 + k2 * c);
+        const T c = xp[off + r] - mu_t;
+        op[off + r] = sc * gp[off + r] + own * pp[off + r] * c + k1_t + k2_t * c;
       }
     }
   }
@@ -406,11 +418,17 @@ EvalResult eval_typed(const Tensor& x, const Tensor& mean_b, const Tensor& var_b
     if (!frozen) {
       const double mu = mean_b.data_ptr<double>()[0];
       std::vector<double> min_sq;
-      const double s2 = centred_squares(xp, L, mu, min_sq);
+      double s2 = centred_squares<T, T>(xp, L, mu, min_sq);
       if (std::isnan(s2)) fail("nan_eval");
+      const bool wide = !std::isfinite(s2);  // float32 squares overflowed (or an element is infinite)
       Tensor p = at::empty_like(x);
       std::vector<double> tot, pc, pc2;
-      densities(xp, p.data_ptr<T>(), p, L, mu, var, min_sq, false, tot, pc, pc2);
+      if (wide) {
+        centred_squares<T, double>(xp, L, mu, min_sq);
+        densities<T, double>(xp, p.data_ptr<T>(), p, L, mu, var, min_sq, false, tot, pc, pc2);
+      } else {
+        densities<T, T>(xp, p.data_ptr<T>(), p, L, mu, var, min_sq, false, tot, pc, pc2);
+      }
       const double correction = size_correction
                                     ? std::log(refsize_b.data_ptr<double>()[0] / static_cast<double>(L.group_size()))
                                     : 0.0;
@@ -520,7 +538,7 @@ class EvalFunction : public torch::autograd::Function<EvalFunction> {
 std::tuple<Tensor, Tensor> train_cpu(const Tensor& x, Tensor& mean, Tensor& var, Tensor& count, Tensor& comp,
                                      Tensor& updates, Tensor& refsize, Tensor& score,
                                      const c10::optional<Tensor>& log_prior, bool rln, double momentum, bool exact_var,
-                                     double max_gain, double eps, bool do_rescale, bool slope) {
+                                     double max_gain, double eps, bool do_rescale, bool /*detach_gain*/) {
   TrainResult r = train_impl(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum, exact_var,
                              max_gain, eps, do_rescale, false);
   return {r.y, r.length};
@@ -529,14 +547,15 @@ std::tuple<Tensor, Tensor> train_cpu(const Tensor& x, Tensor& mean, Tensor& var,
 std::tuple<Tensor, Tensor> train_autograd(const Tensor& x, Tensor& mean, Tensor& var, Tensor& count, Tensor& comp,
                                           Tensor& updates, Tensor& refsize, Tensor& score,
                                           const c10::optional<Tensor>& log_prior, bool rln, double momentum,
-                                          bool exact_var, double max_gain, double eps, bool do_rescale, bool slope) {
+                                          bool exact_var, double max_gain, double eps, bool do_rescale,
+                                          bool detach_gain) {
   if (!(do_rescale && x.requires_grad() && at::GradMode::is_enabled())) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return train_cpu(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum, exact_var, max_gain,
                      eps, do_rescale, false);
   }
   auto out = TrainFunction::apply(x, mean, var, count, comp, updates, refsize, score, log_prior, rln, momentum,
-                                  exact_var, max_gain, eps, do_rescale, slope);
+                                  exact_var, max_gain, eps, do_rescale, !detach_gain);
   return {out[0], out[1]};
 }
 
@@ -570,7 +589,7 @@ TORCH_LIBRARY(sb3_regnorm, m) {
   m.def(
       "rn_train(Tensor x, Tensor(a!) mean, Tensor(b!) var, Tensor(c!) count, Tensor(d!) comp, Tensor(e!) updates, "
       "Tensor(f!) refsize, Tensor(g!) score, Tensor? log_prior, bool rln, float momentum, bool exact_var, "
-      "float max_gain, float eps, bool rescale, bool slope) -> (Tensor, Tensor)");
+      "float max_gain, float eps, bool rescale, bool detach_gain) -> (Tensor, Tensor)");
   m.def(
       "rn_eval(Tensor x, Tensor mean, Tensor var, Tensor comp, Tensor updates, Tensor refsize, Tensor score, "
       "Tensor? log_prior, bool rln, float momentum, bool frozen, bool size_correction, float max_gain, float eps, "
