@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any, Final
 
 from sb3_regnorm import zoo
 from sb3_regnorm.nets import NORMS
+from sb3_regnorm.training import EVAL_SEED_OFFSET
 
 __all__ = ["DEFAULT_OUT", "ConfirmSettings", "confirm", "find_record", "load_records", "main", "record_key", "zoo_table"]
 
@@ -48,7 +48,6 @@ class ConfirmSettings:
     n_eval_envs: int = 5
     log_folder: Path = Path("logs/confirm")
     out: Path = DEFAULT_OUT
-    command: str = ""
     n_timesteps: int = 0  # 0: the entry's own budget (anything else is a smoke test, not a confirmation)
 
     def episodes(self) -> int:
@@ -107,39 +106,50 @@ def _run_seed(settings: ConfirmSettings, entry: dict[str, Any], seed: int) -> tu
 
 
 def confirm(settings: ConfirmSettings) -> dict[str, Any]:
-    """Train and score the current zoo entry on every seed, rewriting its record after each; return the record."""
+    """Train and score the current zoo entry on every seed, rewriting its record after each; return the record.
+
+    A record of the same entry and protocol keeps its other seeds (so ``--seeds 2`` completes a run killed after seed
+    1); a record of a changed entry is stale and starts over.
+    """
     if any(seed >= 1000 for seed in settings.seeds):
         raise ValueError("seeds >= 1000 are tuning seeds; confirm on report seeds 0..K-1")
     entry = zoo.raw_entry(settings.algo, settings.env_id, settings.norm)
     if settings.n_timesteps:
         entry["n_timesteps"] = settings.n_timesteps
     comparable = {**_comparable_entry(settings.algo, settings.env_id, settings.norm), "n_timesteps": entry["n_timesteps"]}
-    record: dict[str, Any] = {
-        "algo": settings.algo,
-        "env": settings.env_id,
-        "norm": settings.norm,
-        "n_timesteps": int(entry["n_timesteps"]),
-        "seeds": [],
-        "returns": [],
-        "stds": [],
-        "train_s": [],
-        "evaluation": (
-            f"{settings.episodes()} episodes on {settings.n_eval_envs} envs seeded {100_000} + 100 x seed, "
-            f"{'stochastic' if settings.env_id in zoo.MINIGRID_IDS else 'deterministic'} actions"
-        ),
-        "tuned": bool(zoo.tuned_overrides(settings.algo, settings.env_id, settings.norm)),
-        "entry": comparable,
-        "command": settings.command,
-    }
+    evaluation = (
+        f"{settings.episodes()} episodes on {settings.n_eval_envs} envs seeded {EVAL_SEED_OFFSET} + 100 x seed, "
+        f"{'stochastic' if settings.env_id in zoo.MINIGRID_IDS else 'deterministic'} actions"
+    )
+    key = (settings.algo, settings.env_id, settings.norm, int(entry["n_timesteps"]))
+    results: dict[int, tuple[float, float, float]] = {}
+    for old in load_records(settings.out):
+        if record_key(old) == key and old.get("entry") == comparable and old.get("evaluation") == evaluation:
+            columns = zip(old["seeds"], old["returns"], old.get("stds", []), old.get("train_s", []), strict=False)
+            results = {int(seed): (ret, std, secs) for seed, ret, std, secs in columns}
+    record: dict[str, Any] = {}
     for seed in settings.seeds:
         start = time.perf_counter()
         mean, std = _run_seed(settings, entry, seed)
-        record["seeds"].append(seed)
-        record["returns"].append(round(mean, 4))
-        record["stds"].append(round(std, 4))
-        record["train_s"].append(round(time.perf_counter() - start, 1))
-        record["mean"] = round(statistics.fmean(record["returns"]), 4)
-        others = [r for r in load_records(settings.out) if record_key(r) != record_key(record)]
+        results[seed] = (round(mean, 4), round(std, 4), round(time.perf_counter() - start, 1))
+        seeds = sorted(results)
+        record = {
+            "algo": settings.algo,
+            "env": settings.env_id,
+            "norm": settings.norm,
+            "n_timesteps": int(entry["n_timesteps"]),
+            "seeds": seeds,
+            "returns": [results[s][0] for s in seeds],
+            "mean": round(statistics.fmean(results[s][0] for s in seeds), 4),
+            "stds": [results[s][1] for s in seeds],
+            "train_s": [results[s][2] for s in seeds],
+            "evaluation": evaluation,
+            "tuned": bool(zoo.tuned_overrides(settings.algo, settings.env_id, settings.norm)),
+            "entry": comparable,
+            "command": f"sb3-regnorm confirm --algo {settings.algo} --env {settings.env_id} --norm {settings.norm} "
+            f"--seeds {' '.join(map(str, seeds))}",
+        }
+        others = [r for r in load_records(settings.out) if record_key(r) != key]
         _write(settings.out, [*others, record])
         print(f"[confirm] {settings.algo} {settings.env_id} {settings.norm} seed {seed}: {mean:.4g} +- {std:.3g}", flush=True)
     return record
@@ -200,10 +210,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.c
     import torch
 
     torch.set_num_threads(1)
-    words = ["--algo", args.algo, "--env", args.env, "--norm", args.norm, "--seeds", *map(str, args.seeds)]
     settings = ConfirmSettings(
         args.algo, args.env, args.norm, tuple(args.seeds), args.eval_episodes, log_folder=Path(args.log_folder),
-        out=Path(args.out), command=f"{prog} {shlex.join(words)}", n_timesteps=args.n_timesteps,
+        out=Path(args.out), n_timesteps=args.n_timesteps,
     )  # fmt: skip
     try:
         record = confirm(settings)

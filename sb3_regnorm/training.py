@@ -23,6 +23,7 @@ from sb3_regnorm.phase_clock import sync_phase, training_phase
 
 __all__ = [
     "EVAL_SEED_OFFSET",
+    "MONITORING_CALLBACKS",
     "EntryExperimentManager",
     "EvalSettings",
     "evaluate_model",
@@ -32,6 +33,8 @@ __all__ = [
     "train_and_score",
 ]
 
+MONITORING_CALLBACKS: Final = (zoo.CALLBACK, zoo.DIAGNOSTICS_CALLBACK)
+"""Callbacks that only log (code length, diagnostics): left out of tuning and confirmation runs, which they do not change."""
 EVAL_SEED_OFFSET: Final = 100_000
 """Evaluation envs are seeded at ``EVAL_SEED_OFFSET`` and above: never a training seed (0..K-1 or tuning >= 1000)."""
 
@@ -40,20 +43,25 @@ def python_entry(entry: dict[str, Any], keep_callbacks: bool = True) -> dict[str
     """A raw zoo entry (:func:`sb3_regnorm.zoo.raw_entry`) as the Python values rl_zoo3 hands to the model.
 
     ``policy_kwargs`` becomes real objects (``"nn.ReLU"`` -> ``torch.nn.ReLU``); without ``keep_callbacks`` the
-    monitoring callback (:data:`sb3_regnorm.zoo.CALLBACK`) is dropped (it only logs, and costs time) while any other
-    callback (e.g. a non-stationary env's phase clock) stays.
+    monitoring callbacks (:data:`MONITORING_CALLBACKS`) are dropped (they only log, and cost time) while any other
+    callback (e.g. a non-stationary env's phase clock, which drives the env) stays.
     """
     out = copy.deepcopy(entry)
     if "policy_kwargs" in out:
         out["policy_kwargs"] = zoo.policy_kwargs_objects(out["policy_kwargs"])
     if not keep_callbacks and "callback" in out:
         items = out["callback"] if isinstance(out["callback"], list) else [out["callback"]]
-        kept = [item for item in items if not (item == zoo.CALLBACK or (isinstance(item, dict) and zoo.CALLBACK in item))]
+        kept = [item for item in items if _callback_name(item) not in MONITORING_CALLBACKS]
         if kept:
             out["callback"] = kept
         else:
             del out["callback"]
     return out
+
+
+def _callback_name(item: Any) -> str:
+    """The dotted name of an rl_zoo3 ``callback`` item (a name, or a one-key ``{name: kwargs}`` mapping)."""
+    return str(next(iter(item))) if isinstance(item, dict) and len(item) == 1 else str(item)
 
 
 class EntryExperimentManager(ExperimentManager):

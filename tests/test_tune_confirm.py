@@ -33,10 +33,17 @@ def test_confirm_records_each_seed_and_replaces_its_record(tmp_path: Path) -> No
     assert saved["seeds"] == [0, 1] and len(saved["returns"]) == 2 and saved["n_timesteps"] == 80
     assert all(math.isfinite(value) for value in saved["returns"]) and len(set(saved["returns"])) == 2
     assert saved["evaluation"].endswith("deterministic actions") and saved["tuned"]
-    confirm.confirm(ConfirmSettings("a2c", zoo.LUNAR_LANDER, "rn", seeds=(2,), eval_episodes=1, n_eval_envs=1,
-                                    log_folder=tmp_path / "logs", out=out, n_timesteps=80))  # fmt: skip
+    again = ConfirmSettings("a2c", zoo.LUNAR_LANDER, "rn", seeds=(2,), eval_episodes=1, n_eval_envs=1,
+                            log_folder=tmp_path / "logs", out=out, n_timesteps=80)  # fmt: skip
+    confirm.confirm(again)  # completes the record: seeds 0 and 1 are kept
     (saved,) = [r for r in confirm.load_records(out) if r["algo"] == "a2c"]
-    assert saved["seeds"] == [2]  # one record per entry and budget: a new run replaces it
+    assert saved["seeds"] == [0, 1, 2] and saved["returns"][:2] == record["returns"]
+    assert saved["command"].endswith("--norm rn --seeds 0 1 2")
+    stale = [{**r, "entry": {**r["entry"], "gamma": 0.5}} if r["algo"] == "a2c" else r for r in confirm.load_records(out)]
+    out.write_text(json.dumps(stale))  # as if the zoo entry had changed since
+    confirm.confirm(again)
+    (saved,) = [r for r in confirm.load_records(out) if r["algo"] == "a2c"]
+    assert saved["seeds"] == [2]  # a stale record starts over
 
 
 def test_confirm_refuses_tuning_seeds(tmp_path: Path) -> None:
