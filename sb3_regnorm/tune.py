@@ -64,6 +64,7 @@ __all__ = [
     "TrialEvalCallback",
     "TuneConfig",
     "changed_overrides",
+    "config_from_args",
     "main",
     "params_to_extra",
     "promote",
@@ -125,9 +126,9 @@ class TuneConfig:
         if min(self.n_evaluations, self.n_trials, self.n_timesteps, self.eval_episodes, self.n_eval_envs) < 1:
             raise ValueError("n_evaluations, n_trials, n_timesteps, eval_episodes and n_eval_envs must be >= 1")
         name = self.study_name or f"{self.algo}-{self.env_id}-{self.norm}"
+        object.__setattr__(self, "log_folder", Path(self.log_folder))
         object.__setattr__(self, "study_name", name)
         object.__setattr__(self, "storage", self.storage or f"sqlite:///{self.log_folder / name}.db")
-        object.__setattr__(self, "log_folder", Path(self.log_folder))
 
     @property
     def entry_norm(self) -> str:
