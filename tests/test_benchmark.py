@@ -225,3 +225,53 @@ def test_max_runs_and_failed_runs_are_not_recorded(tmp_path: Path) -> None:
     campaign = cmod.load_campaign(write_campaign(tmp_path, data))
     finished = runner.run_campaign(campaign, tmp_path / "out", jobs=1, max_runs=1)
     assert finished == 0 and runner.read_records(tmp_path / "out" / "bad" / "runs.jsonl") == []
+
+
+# ------------------------------------------------------------------------------------------ non-stationary envs
+def test_phase_metrics_by_hand() -> None:
+    from sb3_regnorm.benchmark.report import phase_metrics
+
+    run = {
+        "hyperparams": {"env_kwargs": {"switch_every": 100}},
+        "curve": {
+            "steps": [50, 100, 150, 200, 250, 300],
+            "phase": [0, 0, 1, 1, 0, 0],  # phases cycle: segment 2 is phase 0 again
+            "switches": [0, 0, 1, 1, 2, 2],
+            "returns": [90, 100, -50, 96, 0, 5],
+        },
+    }
+    means, recovery = phase_metrics(run)
+    assert means == {0: pytest.approx((90 + 100 + 0 + 5) / 4), 1: 23.0}
+    # phase 1: level 95, threshold 95 - 10 = 85: 96 at step 200 -> 100 steps after the switch at 100;
+    # phase 2: level mean(-50, 96) = 23, threshold 13: never reached
+    assert recovery == [100.0, None]
+
+
+def test_nonstationary_run_evaluates_in_the_training_phase() -> None:
+    """A tiny run on an agent-clock env: every evaluation is tagged with (and run in) the phase training is in."""
+    pytest.importorskip("sb3_regnorm.phase_clock")
+    from sb3_regnorm.benchmark.run import run_one
+
+    data = {
+        "name": "tiny-ns",
+        "seeds": 1,
+        "eval": {"points": 4, "episodes": 1, "n_envs": 1},
+        "experiments": [
+            {
+                "algo": "ppo",
+                "env": "CartPoleObsShift-v0",
+                "hyperparams": {
+                    **TINY_PPO,
+                    "n_timesteps": 512,
+                    "env_kwargs": {"switch_every": 128},
+                    "callback": ["sb3_regnorm.phase_clock.PhaseClockCallback"],
+                },
+                "arms": ["rn"],
+            }
+        ],
+    }
+    (spec,) = cmod.campaign_from_dict(data, "test").runs()
+    record = run_one(spec)
+    phases, switches, steps = record["curve"]["phase"], record["curve"]["switches"], record["curve"]["steps"]
+    # CartPoleObsShift cycles through 4 phases: switch k puts the env in phase k % 4
+    assert switches == [s // 128 for s in steps] == [1, 2, 3, 4] and phases == [1, 2, 3, 0]

@@ -220,13 +220,16 @@ def _untuned_zoo_entry(algo: str, env: str, norm: str) -> dict[str, Any]:
     return raw
 
 
+_MONITORING: Final = ("RegularityCallback", "RegularityProbeCallback", "DiagnosticsCallback")
+
+
 def _drop_monitoring(hyperparams: dict[str, Any]) -> None:
-    """Remove the RegularityCallback (monitoring only, and slower); keep every other callback (e.g. the phase clock)."""
+    """Remove the zoo's monitoring callbacks (they only log, and cost time); keep the rest (e.g. the phase clock)."""
     callbacks = hyperparams.pop("callback", None)
     if callbacks is None:
         return
     items = callbacks if isinstance(callbacks, list) else [callbacks]
-    kept = [c for c in items if not str(next(iter(c)) if isinstance(c, dict) else c).endswith("RegularityCallback")]
+    kept = [c for c in items if not str(next(iter(c)) if isinstance(c, dict) else c).endswith(_MONITORING)]
     if kept:
         hyperparams["callback"] = kept
 

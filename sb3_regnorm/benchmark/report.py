@@ -20,7 +20,7 @@ import numpy as np
 from sb3_regnorm.benchmark import stats
 from sb3_regnorm.benchmark.runner import read_records
 
-__all__ = ["BASELINES", "poi_verdict", "write_report"]
+__all__ = ["BASELINES", "RECOVERY_TOLERANCE", "build_report", "phase_metrics", "poi_verdict", "write_report"]
 
 BASELINES: Final = ("none", "ln")
 _ORDER: Final = ("none", "ln", "rn", "rln", "rnln")
@@ -188,6 +188,7 @@ def _task_section(
                 verdicts.append(f"{algo.upper()} {env}: {x} vs {y}: P(improvement) {p:.2f} [{lo:.2f}, {hi:.2f}], {verdict}")
     if poi_rows:
         lines += ["| comparison | P(X > Y) [95% CI] | verdict |", "|---|---|---|", *poi_rows, ""]
+    lines += _phase_section(task, arms)
     seeds = sorted({int(r["seed"]) for runs in arms.values() for r in runs})
     lines += ["Every run's score (columns: seeds):", ""]
     lines += ["| arm | " + " | ".join(str(s) for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
@@ -199,6 +200,72 @@ def _task_section(
         for name in _plot_task(folder, task, arms, table):
             lines += [f"![{name}]({name})", ""]
     return lines, verdicts
+
+
+RECOVERY_TOLERANCE: Final = 0.1
+"""A run has recovered from a switch at the first evaluation in the new phase whose return is within 10% (of the
+magnitude, at least 10 return units) of its level before the switch (mean of the last two evaluations of the old phase)."""
+
+
+def phase_metrics(run: dict[str, Any]) -> tuple[dict[int, float], list[float | None]]:
+    """Mean evaluation return per phase id and, for each switch, the agent steps to recover (``None``: not within the
+    new segment).
+
+    Evaluations are grouped into segments by the switch count (phases cycle, so a phase id recurs); steps to recover
+    run from the switch (``switches * switch_every``) to the recovering evaluation point.
+    """
+    curve = run["curve"]
+    phases, steps, returns = curve["phase"], curve["steps"], curve["returns"]
+    segments_of = curve.get("switches") or phases
+    by_segment: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    phase_of: dict[int, int] = {}
+    for phase, segment, step, ret in zip(phases, segments_of, steps, returns):
+        if phase is not None and segment is not None:
+            by_segment[int(segment)].append((int(step), float(ret)))
+            phase_of[int(segment)] = int(phase)
+    per_phase: dict[int, list[float]] = defaultdict(list)
+    for segment, points in by_segment.items():
+        per_phase[phase_of[segment]] += [r for _, r in points]
+    means = {k: float(np.mean(v)) for k, v in sorted(per_phase.items())}
+    switch_every = int(run["hyperparams"].get("env_kwargs", {}).get("switch_every", 0))
+    recovery: list[float | None] = []
+    order = sorted(by_segment)
+    for prev, cur in zip(order, order[1:]):
+        level = float(np.mean([r for _, r in by_segment[prev][-2:]]))
+        threshold = level - max(RECOVERY_TOLERANCE * abs(level), 10.0)
+        hit = next((step for step, ret in by_segment[cur] if ret >= threshold), None)
+        start = cur * switch_every if switch_every else by_segment[cur][0][0]
+        recovery.append(None if hit is None else float(max(hit - start, 0)))
+    return means, recovery
+
+
+def _phase_section(task: Task, arms: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Return per phase (IQM across runs) and steps to recover after a switch, for runs with a phase-tagged curve."""
+    runs_with_phases = {arm: [r for r in runs if r.get("curve", {}).get("phase")] for arm, runs in arms.items()}
+    if not any(runs_with_phases.values()):
+        return []
+    per_arm = {arm: [phase_metrics(r) for r in runs] for arm, runs in runs_with_phases.items() if runs}
+    phases = sorted({k for metrics in per_arm.values() for means, _ in metrics for k in means})
+    lines = [
+        f"Non-stationary {task[1]}: evaluation return per phase (IQM across runs), and agent steps to recover after a "
+        "switch (median over switches and runs; recovered = back within 10% (>= 10 units) of the pre-switch level "
+        "within the new phase):",
+        "",
+        "| arm | " + " | ".join(f"phase {k}" for k in phases) + " | recovered | median steps to recover |",
+        "|---|" + "---|" * (len(phases) + 2),
+    ]
+    for arm in _arm_order(per_arm):
+        metrics = per_arm[arm]
+        cells = []
+        for k in phases:
+            values = [means[k] for means, _ in metrics if k in means]
+            cells.append(_fmt(stats.iqm(values)) if values else "-")
+        steps = [s for _, rec in metrics for s in rec]
+        done = [s for s in steps if s is not None]
+        share = f"{len(done)}/{len(steps)}" if steps else "-"
+        median = f"{np.median(done):,.0f}" if done else "-"
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {share} | {median} |")
+    return [*lines, ""]
 
 
 def _aggregate_section(groups: dict[Task, dict[str, list[dict[str, Any]]]]) -> list[str]:

@@ -77,14 +77,21 @@ def _periodic_eval_callback(evaluate: Callable[[int], None], eval_steps: list[in
     return PeriodicEval()
 
 
-def _sync_eval_phase(model: Any, env: Any) -> int | None:
-    """Put fresh eval envs of a non-stationary env id in the phase training is in; ``None`` for stationary envs."""
+def _sync_eval_phase(model: Any, callbacks: list[Any], env: Any) -> tuple[int | None, int | None]:
+    """Put fresh eval envs of a non-stationary env id in the phase training is in.
+
+    Returns (phase, switches so far); (None, None) for a stationary env. Phases cycle, so the switch count tells the
+    segments of the schedule apart.
+    """
     try:
-        from sb3_regnorm.phase_clock import sync_phase, training_phase
+        from sb3_regnorm.phase_clock import PhaseClockCallback, sync_phase, training_phase
     except ImportError:  # a package version without the agent's phase clock
-        return None
-    phase = training_phase(model)
-    return None if phase is None else sync_phase(env, phase=phase)
+        return None, None
+    clock = next((cb for cb in callbacks if isinstance(cb, PhaseClockCallback)), None)
+    phase = clock.phase if clock is not None else training_phase(model)
+    if phase is None:
+        return None, None
+    return sync_phase(env, phase=phase), (clock.switches if clock is not None else None)
 
 
 def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
@@ -112,7 +119,7 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
     model, _ = setup
     deterministic = manager.deterministic_eval if spec.eval["deterministic"] == "auto" else bool(spec.eval["deterministic"])
     n_envs, episodes = int(spec.eval["n_envs"]), int(spec.eval["episodes"])
-    curve: dict[str, list[Any]] = {"steps": [], "returns": [], "std": [], "phase": []}
+    curve: dict[str, list[Any]] = {"steps": [], "returns": [], "std": [], "phase": [], "switches": []}
     eval_time = [0.0]
 
     def evaluate(step: int) -> None:
@@ -124,7 +131,9 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
         finally:
             manager.seed = train_seed
         try:
-            curve["phase"].append(_sync_eval_phase(model, env))
+            phase, switches = _sync_eval_phase(model, manager.callbacks, env)
+            curve["phase"].append(phase)
+            curve["switches"].append(switches)
             returns, _ = evaluate_policy(
                 model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
             )
@@ -146,7 +155,7 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
             model.env.close()
     wall = time.perf_counter() - start
     if all(p is None for p in curve["phase"]):
-        del curve["phase"]
+        del curve["phase"], curve["switches"]
     final = [r for s, r in zip(curve["steps"], curve["returns"], strict=False) if s >= FINAL_FRACTION * n_timesteps]
     return {
         "score": float(np.mean(final)),
