@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from itertools import pairwise
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -219,7 +220,7 @@ def phase_metrics(run: dict[str, Any]) -> tuple[dict[int, float], list[float | N
     segments_of = curve.get("switches") or phases
     by_segment: dict[int, list[tuple[int, float]]] = defaultdict(list)
     phase_of: dict[int, int] = {}
-    for phase, segment, step, ret in zip(phases, segments_of, steps, returns):
+    for phase, segment, step, ret in zip(phases, segments_of, steps, returns, strict=True):
         if phase is not None and segment is not None:
             by_segment[int(segment)].append((int(step), float(ret)))
             phase_of[int(segment)] = int(phase)
@@ -230,7 +231,7 @@ def phase_metrics(run: dict[str, Any]) -> tuple[dict[int, float], list[float | N
     switch_every = int(run["hyperparams"].get("env_kwargs", {}).get("switch_every", 0))
     recovery: list[float | None] = []
     order = sorted(by_segment)
-    for prev, cur in zip(order, order[1:]):
+    for prev, cur in pairwise(order):
         level = float(np.mean([r for _, r in by_segment[prev][-2:]]))
         threshold = level - max(RECOVERY_TOLERANCE * abs(level), 10.0)
         hit = next((step for step, ret in by_segment[cur] if ret >= threshold), None)
