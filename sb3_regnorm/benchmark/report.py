@@ -159,6 +159,10 @@ def _task_section(
     lines.append("")
     head = "| arm | runs | IQM [95% CI] | mean +- SEM | median | min .. max | wall/run | eval share |"
     sep = "|---|---|---|---|---|---|---|---|"
+    greedy = all(r.get("eval_score") is not None for runs in arms.values() for r in runs)
+    if greedy:
+        head += " greedy eval, final 10% (mean +- SEM) |"
+        sep += "---|"
     if ref_scores:
         head += " paper (n=50, mean +- SEM) |"
         sep += "---|"
@@ -172,6 +176,9 @@ def _task_section(
             f"| {arm} | {d['n']} | {point:.1f} [{lo:.1f}, {hi:.1f}] | {d['mean']:.1f} +- {d['sem']:.1f} | {d['median']:.1f} "
             f"| {d['min']:.1f} .. {d['max']:.1f} | {wall:.0f} s | {share:.1%} |"
         )
+        if greedy:
+            g = stats.describe([r["eval_score"] for r in arms[arm]])
+            row += f" {g['mean']:.1f} +- {g['sem']:.1f} |"
         if ref_scores:
             ref = ref_scores.get(arm)
             row += f" {ref[0]:.2f} +- {ref[1]:.2f} |" if ref else " - |"
@@ -290,6 +297,29 @@ def _aggregate_section(groups: dict[Task, dict[str, list[dict[str, Any]]]]) -> l
     return [*lines, ""]
 
 
+def _progress_section(campaign: str, records: list[dict[str, Any]]) -> list[str]:
+    """How much of a shipped campaign's matrix is done, and the command that resumes it."""
+    try:
+        from sb3_regnorm.benchmark.campaign import load_campaign, shipped_campaigns
+
+        if campaign not in shipped_campaigns():
+            return []
+        matrix = load_campaign(campaign).runs()
+    except Exception:  # progress is decoration; the report must build from the records alone
+        return []
+    done = {(str(r["algo"]), str(r["env"]), str(r["arm"]), int(r["seed"])) for r in records}
+    left = [spec for spec in matrix if spec.key not in done]
+    if not left:
+        return [f"Progress: all {len(matrix)} runs of the campaign are finished.", ""]
+    seeds_done = sorted({spec.seed for spec in matrix} - {spec.seed for spec in left})
+    return [
+        f"**Progress: {len(matrix) - len(left)} of {len(matrix)} runs finished, {len(left)} left** "
+        f"(seeds complete for every arm: {seeds_done if seeds_done else 'none yet'}). Partial results: the intervals "
+        f"below are wide and will narrow as seeds arrive. Resume with `sb3-regnorm bench run {campaign} --jobs N`.",
+        "",
+    ]
+
+
 def build_report(folder: Path, plots: bool = True) -> str:
     """The markdown text of ``folder``'s report (figures written next to it when ``plots``)."""
     records = read_records(folder / "runs.jsonl")
@@ -313,6 +343,7 @@ def build_report(folder: Path, plots: bool = True) -> str:
         "count 1/2). A verdict says better/worse only when the whole 95% interval of P(X > Y) is above/below 0.5.",
         "",
     ]
+    lines += _progress_section(campaign, records)
     if reference:
         lines += [f"Paper reference: {reference.get('source', '')}.", ""]
     verdicts: list[str] = []
