@@ -24,7 +24,7 @@ __all__ = ["DTYPES", "ENV_VAR", "available", "load_error", "ops", "overflow_mess
 DTYPES: Final = (torch.float32, torch.float64)
 ENV_VAR: Final = "SB3_REGNORM_FUSED"
 SOURCE: Final = Path(__file__).resolve().parent / "csrc" / "regnorm.cpp"
-_CFLAGS: Final = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-ffp-contract=off"]
+_CFLAGS: Final = ["-O3", "-march=native", "-mprefer-vector-width=256", "-fopenmp-simd", "-fno-math-errno", "-ffp-contract=off"]
 _ERROR_TOKEN: Final = re.compile(r"sb3_regnorm:([a-z_]+):([^\n]*?)(?:\n|$)")
 
 

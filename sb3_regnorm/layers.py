@@ -121,7 +121,7 @@ class RegularityNorm(nn.Module):
         self.config = RNConfig(variant, rescale, momentum, exact_var, detach_gain, eval_gain, eval_size_correction,
                                max_gain, eps)  # fmt: skip
         self.num_features = num_features
-        self._fused_args: tuple[Any, ...] | None = None
+        self._fused_args: tuple[Tensor, Tensor] | None = None
         self.fused = fused
         comp_shape = (num_features,) if variant == "rln" else ()
 
@@ -169,10 +169,11 @@ class RegularityNorm(nn.Module):
         cfg = self.config
         max_gain = math.inf if cfg.max_gain is None else cfg.max_gain
         momentum, rln = cfg.momentum or 0.0, cfg.variant == "rln"
-        # the kernels' trailing arguments, built once: (train, eval)
+        # the kernels' options, one float64 tensor each, built once: (train, eval)
         train = (rln, momentum, cfg.exact_var, max_gain, cfg.eps, cfg.rescale, cfg.detach_gain)
         evaluate = (rln, momentum, cfg.eval_gain == "frozen", cfg.eval_size_correction, max_gain, cfg.eps, cfg.rescale)
-        self._fused_args = (train, evaluate) if value else None
+        options = (torch.tensor(train, dtype=torch.float64), torch.tensor(evaluate, dtype=torch.float64))
+        self._fused_args = options if value else None
 
     # ------------------------------------------------------------------ public helpers
     def reset_running_stats(self) -> None:
@@ -243,10 +244,10 @@ class RegularityNorm(nn.Module):
                     if self.training:
                         y, length = ops[0](x, b["running_mean"], b["running_var"], b["running_count"], b["running_comp"],
                                            b["running_updates"], b["running_refsize"], b["running_score"], log_prior,
-                                           *args[0])  # fmt: skip
+                                           args[0])  # fmt: skip
                     else:
                         y, length = ops[1](x, b["running_mean"], b["running_var"], b["running_comp"], b["running_updates"],
-                                           b["running_refsize"], b["running_score"], log_prior, *args[1])  # fmt: skip
+                                           b["running_refsize"], b["running_score"], log_prior, args[1])  # fmt: skip
                 except RuntimeError as exc:
                     raise _fused.translate(exc) from None
                 transient.last_code_length = length
