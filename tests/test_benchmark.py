@@ -124,6 +124,8 @@ def test_dry_run_prints_matrix_and_compute(tmp_path: Path, capsys: pytest.Captur
     assert "runs: 100 in all, 0 done, 100 left" in out and "core-hours" in out and "--jobs 2" in out
     assert out.count("seeds= 20") == 5
     assert cli.main(["run", str(tmp_path / "missing.yaml"), "--dry-run"]) == 2
+    assert cli.main(["list"]) == 0
+    assert "paper" in capsys.readouterr().out
 
 
 def test_eval_seeds_are_disjoint_from_training_and_tuning_seeds() -> None:
@@ -174,7 +176,7 @@ def finished_campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
     first = lines(results)
     assert proc.returncode == 130 and "interrupted" in out, out
     assert 1 <= len(first) < 4
-    resumed = _run_cli(["run", str(path), "--jobs", "1", "--root", str(tmp / "out")], tmp)
+    resumed = _run_cli(["run", str(path), "--jobs", "2", "--root", str(tmp / "out")], tmp)
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
     records = lines(results)
