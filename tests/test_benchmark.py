@@ -219,6 +219,7 @@ def test_poi_verdict_words() -> None:
     assert poi_verdict(0.6, 0.9, "rn", "none") == "rn better than none"
     assert poi_verdict(0.1, 0.4, "rn", "none") == "rn worse than none"
     assert poi_verdict(0.3, 0.7, "rn", "none") == "cannot tell"
+    assert poi_verdict(1.0, 1.0, "rn", "none", n_min=1).startswith("too few runs")  # one run each: a degenerate interval
 
 
 def test_max_runs_and_failed_runs_are_not_recorded(tmp_path: Path) -> None:

@@ -21,7 +21,15 @@ import numpy as np
 from sb3_regnorm.benchmark import stats
 from sb3_regnorm.benchmark.runner import read_records
 
-__all__ = ["BASELINES", "RECOVERY_TOLERANCE", "build_report", "phase_metrics", "poi_verdict", "write_report"]
+__all__ = [
+    "BASELINES",
+    "MIN_RUNS_FOR_VERDICT",
+    "RECOVERY_TOLERANCE",
+    "build_report",
+    "phase_metrics",
+    "poi_verdict",
+    "write_report",
+]
 
 BASELINES: Final = ("none", "ln")
 _ORDER: Final = ("none", "ln", "rn", "rln", "rnln")
@@ -32,8 +40,17 @@ def _arm_order(arms: Iterable[str]) -> list[str]:
     return sorted(set(arms), key=lambda a: (_ORDER.index(a) if a in _ORDER else len(_ORDER), a))
 
 
-def poi_verdict(lo: float, hi: float, x: str, y: str) -> str:
-    """Plain words for a probability-of-improvement interval: better, worse, or cannot tell."""
+MIN_RUNS_FOR_VERDICT: Final = 5
+"""Fewer runs per arm than this give no verdict: a bootstrap over 1-4 runs gives degenerate or unreliable intervals."""
+
+
+def poi_verdict(lo: float, hi: float, x: str, y: str, n_min: int = MIN_RUNS_FOR_VERDICT) -> str:
+    """Plain words for a probability-of-improvement interval: better, worse, cannot tell, or too few runs.
+
+    ``n_min``: the smallest number of runs per arm per task in the comparison.
+    """
+    if n_min < MIN_RUNS_FOR_VERDICT:
+        return f"too few runs for a verdict (n={n_min} < {MIN_RUNS_FOR_VERDICT} per arm)"
     if lo > 0.5:
         return f"{x} better than {y}"
     if hi < 0.5:
@@ -191,7 +208,7 @@ def _task_section(
         for y in BASELINES:
             if y in scores:
                 p, lo, hi = stats.probability_of_improvement_ci({env: scores[x]}, {env: scores[y]})
-                verdict = poi_verdict(lo, hi, x, y)
+                verdict = poi_verdict(lo, hi, x, y, min(len(scores[x]), len(scores[y])))
                 poi_rows.append(f"| {x} vs {y} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {verdict} |")
                 verdicts.append(f"{algo.upper()} {env}: {x} vs {y}: P(improvement) {p:.2f} [{lo:.2f}, {hi:.2f}], {verdict}")
     if poi_rows:
@@ -293,7 +310,8 @@ def _aggregate_section(groups: dict[Task, dict[str, list[dict[str, Any]]]]) -> l
             xs = {f"{t[0]}/{t[1]}": [r["score"] for r in arms[x]] for t, arms in groups.items()}
             ys = {f"{t[0]}/{t[1]}": [r["score"] for r in arms[y]] for t, arms in groups.items()}
             p, lo, hi = stats.probability_of_improvement_ci(xs, ys)
-            lines.append(f"| {x} vs {y} | {len(xs)} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {poi_verdict(lo, hi, x, y)} |")
+            n_min = min(len(v) for v in [*xs.values(), *ys.values()])
+            lines.append(f"| {x} vs {y} | {len(xs)} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {poi_verdict(lo, hi, x, y, n_min)} |")
     return [*lines, ""]
 
 
@@ -340,7 +358,8 @@ def build_report(folder: Path, plots: bool = True) -> str:
         "",
         "Statistics (Agarwal et al. 2021): IQM = mean of the middle 50% of runs; 95% CIs from 2000 stratified bootstrap "
         "resamples of runs (percentile method); P(X > Y) = probability that a run of X scores above a run of Y (ties "
-        "count 1/2). A verdict says better/worse only when the whole 95% interval of P(X > Y) is above/below 0.5.",
+        "count 1/2). A verdict says better/worse only when the whole 95% interval of P(X > Y) is above/below 0.5, and "
+        f"only with at least {MIN_RUNS_FOR_VERDICT} runs per arm.",
         "",
     ]
     lines += _progress_section(campaign, records)
