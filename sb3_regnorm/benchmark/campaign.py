@@ -187,8 +187,12 @@ def _untuned_zoo_entry(algo: str, env: str, norm: str) -> dict[str, Any]:
     Built from the zoo's public functions only (raw entry, its tuned overrides, the shared base): every key a study
     changed returns to the base value, or is removed where the base leaves it to SB3's default.
     """
+    import inspect
+
     from sb3_regnorm import zoo
 
+    if "tuned" in inspect.signature(zoo.raw_entry).parameters:  # the zoo builds it itself
+        return zoo.raw_entry(algo, env, norm, tuned=False)  # type: ignore[call-arg, unused-ignore]
     raw = zoo.raw_entry(algo, env, norm)
     tuned = zoo.tuned_overrides(algo, env, norm)
     base = zoo.base_hyperparams(algo, env)
