@@ -46,10 +46,10 @@ ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": D
 _NOT_HYPERPARAMS = ("n_envs", "n_timesteps", "policy", "env_wrapper", "callback", "normalize", "policy_kwargs")
 # config -> (algo, env id, env steps per run)
 CONFIGS: dict[str, tuple[str, str, int]] = {
-    "ppo_lunar": ("ppo", zoo.LUNAR_LANDER, 2 * 16 * 1024),
-    "a2c_lunar": ("a2c", zoo.LUNAR_LANDER, 20_000),
-    "dqn_lunar": ("dqn", zoo.LUNAR_LANDER, 3_000),
-    "ppo_minigrid": ("ppo", "MiniGrid-DoorKey-5x5-v0", 8 * 128 * 8),
+    "ppo_lunar": ("ppo", zoo.LUNAR_LANDER, 16 * 1024),  # one rollout of 16 envs x 1024 steps and its 4-epoch update
+    "a2c_lunar": ("a2c", zoo.LUNAR_LANDER, 10_000),
+    "dqn_lunar": ("dqn", zoo.LUNAR_LANDER, 2_000),
+    "ppo_minigrid": ("ppo", "MiniGrid-DoorKey-5x5-v0", 8 * 128 * 4),
 }
 
 
@@ -152,7 +152,12 @@ def main() -> None:
     parser.add_argument("--norms", nargs="+", default=["none", "ln", "rn_pure", "rn"], choices=list(ARMS))
     parser.add_argument("--note", default="", help="what else ran on the machine (written to the results)")
     parser.add_argument("--out", type=Path, default=Path("logs/benchmarks/throughput.json"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the --out JSON (interrupted runs)")
     args = parser.parse_args()
+    if args.report_only:
+        data = json.loads(args.out.read_text())
+        write_report(args.out, data["meta"], data["runs"], list(next(iter(data["runs"].values()))))
+        return
     if args.norms[0] != "none":
         parser.error("the first norm must be 'none' (the baseline of the ratios)")
     torch.set_num_threads(1)
@@ -187,15 +192,23 @@ def main() -> None:
                     flush=True,
                 )
                 args.out.write_text(json.dumps({"meta": meta, "runs": runs, "summary": summarise(runs)}, indent=2) + "\n")
-    table = format_table(summarise(runs), args.norms)
+    write_report(args.out, meta, runs, args.norms)
+
+
+def write_report(
+    out: Path, meta: dict[str, Any], runs: dict[str, dict[str, list[dict[str, float]]]], norms: list[str]
+) -> None:
+    """The markdown table next to the JSON; says how many runs each arm has (an interrupted run has fewer)."""
+    table = format_table(summarise(runs), norms)
     print(table)
-    facts = "\n".join(f"- {key}: {value}" for key, value in meta.items())
-    args.out.with_suffix(".md").write_text(
+    counts = {config: {norm: len(values) for norm, values in by_norm.items()} for config, by_norm in runs.items()}
+    facts = "\n".join(f"- {key}: {value}" for key, value in {**meta, "runs per arm": counts}.items())
+    out.with_suffix(".md").write_text(
         f"# Throughput: RN against the same network without it\n\n{facts}\n\nMedian over rounds; ratio columns: median of "
         "the per-round paired ratios (min-max). 'equal-env' charges both arms the env time of the 'none' run of the same "
         "round (see the script's docstring).\n\n" + table + "\n"
     )
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
