@@ -300,3 +300,21 @@ def test_ppo_train_eval_mismatch_is_small() -> None:
 
 def test_regularity_norm_is_exported() -> None:
     assert RegularityNorm.__module__ == "sb3_regnorm.layers"
+
+
+def test_norm_options_are_validated_once_and_build_no_throwaway_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_norm's range checks are cached and build no layer: every RegularityNorm built is one the policy keeps."""
+    from sb3_regnorm import nets
+
+    built = []
+    original = RegularityNorm.__init__
+
+    def counting_init(self, *args, **kwargs) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RegularityNorm, "__init__", counting_init)
+    nets._check_values.cache_clear()
+    model = make_model("dqn", "rn", False, norm_kwargs={"momentum": 0.0123})
+    assert nets._check_values.cache_info().misses == 1
+    assert len(built) == len(list(find_regularity_norms(model.policy)))

@@ -87,8 +87,12 @@ struct Layout {
     segments = per_unit ? features : 1;
     length = per_unit ? spatial : features * spatial;
     groups = per_unit ? features : 1;
+    columns = per_unit && spatial == 1;
   }
   int64_t group_size() const { return numel / groups; }
+  // rln on (B, F): every row holds one element of each group, so the loops run along the row (SIMD across units)
+  // with per-unit accumulators instead of over segments of one element.
+  bool columns = false;
 };
 
 const double* maybe_log_prior(const c10::optional<Tensor>& lp) {
@@ -105,6 +109,23 @@ double centred_squares(const T* x, const Layout& L, double mu, std::vector<doubl
   double s2 = 0.0;
   min_sq.assign(L.groups, kInf);
   const M mu_t = static_cast<M>(mu);
+  if (L.columns) {
+    std::vector<M> lo(L.groups, std::numeric_limits<M>::infinity());
+    M* lo_p = lo.data();
+    for (int64_t b = 0; b < L.batch; ++b) {
+      const T* row = x + b * L.groups;
+      M acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t f = 0; f < L.groups; ++f) {
+        const M c = static_cast<M>(row[f]) - mu_t;
+        acc += c * c;
+        lo_p[f] = std::min(lo_p[f], c * c);
+      }
+      s2 += static_cast<double>(acc);
+    }
+    for (int64_t f = 0; f < L.groups; ++f) min_sq[f] = std::isfinite(lo[f]) ? static_cast<double>(lo[f]) : 0.0;
+    return s2;
+  }
   for (int64_t b = 0; b < L.batch; ++b) {
     for (int64_t s = 0; s < L.segments; ++s) {
       const T* seg = x + (b * L.segments + s) * L.length;
@@ -135,6 +156,37 @@ Tensor densities(const Tensor& x_t, bool keep, const Layout& L, double mu, doubl
   const M mu_t = static_cast<M>(mu);
   Tensor p_t = at::empty_like(x_t);
   T* p = p_t.data_ptr<T>();
+  if (L.columns) {
+    const int64_t F = L.groups;
+    std::vector<M> shift(F), acc(3 * F, 0);
+    for (int64_t f = 0; f < F; ++f) shift[f] = static_cast<M>(min_sq[f]);
+    const M* sh = shift.data();
+    for (int64_t b = 0; b < L.batch; ++b) {
+#pragma omp simd
+      for (int64_t f = 0; f < F; ++f) {
+        const M c = static_cast<M>(x[b * F + f]) - mu_t;
+        p[b * F + f] = static_cast<T>(-(c * c - sh[f]) * inv2v);
+      }
+    }
+    p_t.exp_();
+    M* a0 = acc.data();
+    M* a1 = a0 + F;
+    M* a2 = a1 + F;
+    for (int64_t b = 0; b < L.batch; ++b) {
+#pragma omp simd
+      for (int64_t f = 0; f < F; ++f) {
+        const M w = static_cast<M>(p[b * F + f]);
+        const M c = static_cast<M>(x[b * F + f]) - mu_t;
+        a0[f] += w;
+        a1[f] += w * c;
+        a2[f] += w * c * c;
+      }
+    }
+    tot.assign(a0, a0 + F);
+    pc.assign(a1, a1 + F);
+    pc2.assign(a2, a2 + F);
+    return keep ? p_t : Tensor();
+  }
   for (int64_t b = 0; b < L.batch; ++b) {
     for (int64_t s = 0; s < L.segments; ++s) {
       const int64_t off = (b * L.segments + s) * L.length;
@@ -175,7 +227,25 @@ template <typename T>
 void rescale(const T* x, T* y, const Layout& L, const std::vector<double>& gain, const double* log_prior, double var,
              const Tensor& xt) {
   bool ok = true;
-  for (int64_t b = 0; b < L.batch; ++b) {
+  if (L.columns) {
+    std::vector<double> row_scale(L.groups);
+    std::vector<T> scale_t(L.groups);
+    for (int64_t b = 0; b < L.batch && ok; ++b) {
+      const double lp = log_prior ? log_prior[b] : 0.0;
+      for (int64_t f = 0; f < L.groups; ++f) scale_t[f] = static_cast<T>(gain[f] - lp);
+      const T* sc = scale_t.data();
+      const int64_t off = b * L.groups;
+      int bad = 0;
+#pragma omp simd reduction(| : bad)
+      for (int64_t f = 0; f < L.groups; ++f) {
+        const T v = x[off + f] * sc[f];
+        y[off + f] = v;
+        bad |= static_cast<int>(!std::isfinite(v)) & static_cast<int>(std::isfinite(x[off + f]));
+      }
+      ok = bad == 0;
+    }
+  }
+  for (int64_t b = 0; b < L.batch && !L.columns; ++b) {
     const double lp = log_prior ? log_prior[b] : 0.0;
     for (int64_t s = 0; s < L.segments; ++s) {
       const int64_t off = (b * L.segments + s) * L.length;
@@ -345,7 +415,16 @@ Tensor train_backward_typed(const Tensor& grad, const Tensor& x, const Tensor& p
   const bool has_slope = p.defined();
   if (has_slope) {
     std::vector<double> gx(G, 0.0);
-    for (int64_t b = 0; b < L.batch; ++b) {
+    if (L.columns) {
+      std::vector<T> acc(G, 0);
+      T* a = acc.data();
+      for (int64_t b = 0; b < L.batch; ++b) {
+#pragma omp simd
+        for (int64_t f = 0; f < G; ++f) a[f] += gp[b * G + f] * xp[b * G + f];
+      }
+      gx.assign(acc.begin(), acc.end());
+    }
+    for (int64_t b = 0; b < L.batch && !L.columns; ++b) {
       for (int64_t s = 0; s < L.segments; ++s) {
         const int64_t off = (b * L.segments + s) * L.length;
         T acc = 0;
@@ -361,6 +440,29 @@ Tensor train_backward_typed(const Tensor& grad, const Tensor& x, const Tensor& p
     }
   }
   const T* pp = has_slope ? p.data_ptr<T>() : nullptr;
+  if (L.columns) {
+    std::vector<T> sc(G), own(G);
+    const T mu_t = static_cast<T>(mu), k1_t = static_cast<T>(k1), k2_t = static_cast<T>(k2);
+    for (int64_t f = 0; f < G; ++f) own[f] = static_cast<T>(-h[f] * aux[2 * G + f]);
+    for (int64_t b = 0; b < L.batch; ++b) {
+      const double lpb = lp ? lp[b] : 0.0;
+      for (int64_t f = 0; f < G; ++f) sc[f] = static_cast<T>(aux[f] - lpb);
+      const T* scp = sc.data();
+      const T* ownp = own.data();
+      const int64_t off = b * G;
+      if (!has_slope) {
+#pragma omp simd
+        for (int64_t f = 0; f < G; ++f) op[off + f] = gp[off + f] * scp[f];
+        continue;
+      }
+#pragma omp simd
+      for (int64_t f = 0; f < G; ++f) {
+        const T c = xp[off + f] - mu_t;
+        op[off + f] = scp[f] * gp[off + f] + ownp[f] * pp[off + f] * c + k1_t + k2_t * c;
+      }
+    }
+    return out;
+  }
   for (int64_t b = 0; b < L.batch; ++b) {
     const double lpb = lp ? lp[b] : 0.0;
     for (int64_t s = 0; s < L.segments; ++s) {
