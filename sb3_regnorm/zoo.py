@@ -467,7 +467,7 @@ def _read_entry(algo: str, env_id: str, norm: str, zoo_dir: str | Path | None) -
         return entry(algo, env_id, norm), f"sb3_regnorm.zoo ({norm}/{algo})"
     path = zoo_path(algo, norm, zoo_dir)
     if not path.is_file():
-        raise ZooError(f"{path}: no such zoo file (run `python -m sb3_regnorm.zoo write`)")
+        raise ZooError(f"{path}: no such zoo file (run `sb3-regnorm zoo write`)")
     data = yaml.safe_load(path.read_text()) or {}
     if env_id not in data:
         raise ZooError(f"{path}: no entry for {env_id!r} (entries: {list(data)})")
@@ -678,6 +678,8 @@ def check_report(
     by entry (a user's edited copy is not "out of date", only wrong where an entry is wrong).
     """
     selection = (list(algos) if algos else None, list(env_ids) if env_ids else None, list(norms) if norms else None)
+    if not Path(zoo_dir).is_dir():
+        raise ZooError(f"No zoo folder at {zoo_dir} (run from the checkout's root, or pass --zoo DIR)")
     if is_default_zoo(zoo_dir):
         return _check_shipped(zoo_dir, *selection, build)
     return _check_folder(zoo_dir, *selection, build)

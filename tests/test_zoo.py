@@ -231,3 +231,8 @@ def test_merge_overrides_merges_policy_kwargs_key_by_key() -> None:
     merged = zoo.merge_overrides(base, {"gamma": 0.9, "policy_kwargs": {"norm_kwargs": {"momentum": None}}})
     assert merged == {"gamma": 0.9, "policy_kwargs": {"net_arch": [64], "norm_kwargs": {"momentum": None, "eps": 1e-5}}}
     assert base["policy_kwargs"]["norm_kwargs"]["momentum"] == 0.01  # inputs untouched
+
+
+def test_check_names_a_missing_zoo_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert zoo.main(["check", "--zoo", str(tmp_path / "nowhere")]) == 2
+    assert "No zoo folder at" in capsys.readouterr().err
