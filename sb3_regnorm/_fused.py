@@ -61,7 +61,7 @@ def _ensure_ninja_on_path() -> None:
     if shutil.which("ninja"):
         return
     try:
-        import ninja  # type: ignore[import-not-found, import-untyped, unused-ignore]
+        import ninja
 
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:

@@ -28,12 +28,14 @@ __all__ = [
     "code_length",
     "code_length_slope",
     "density",
+    "group_density",
     "host_value",
     "log",
     "maximum",
     "merge_batch",
     "next_refsize",
     "shifted_density",
+    "to_dtype",
     "where",
 ]
 
@@ -121,6 +123,11 @@ def log(value: Scalar) -> Scalar:
     return value.log() if isinstance(value, Tensor) else math.log(value)
 
 
+def to_dtype(value: Scalar, dtype: torch.dtype) -> Scalar:
+    """A tensor cast to ``dtype`` (device path); a Python float passes through (host path)."""
+    return value.to(dtype) if isinstance(value, Tensor) else value
+
+
 def _sqrt(value: Scalar) -> Scalar:
     return value.sqrt() if isinstance(value, Tensor) else math.sqrt(value)
 
@@ -182,7 +189,7 @@ def centre_batch(xd: Tensor, count: Scalar, mean: Scalar, host: bool) -> tuple[T
             s1 = float(flat.double().sum())  # finite input whose float32 sum overflowed
     batch_mean = s1 / n
     new_mean = merged_mean(count, mean, n, batch_mean)
-    centred = xd - (new_mean if host else new_mean.to(xd.dtype))  # type: ignore[union-attr]
+    centred = xd - to_dtype(new_mean, xd.dtype)
     if n < 2:
         return centred, batch_mean, math.nan, new_mean
     flat_c = centred.view(-1)
@@ -231,6 +238,13 @@ def density(centred: Tensor, var: float, dims: tuple[int, ...] | None) -> tuple[
 def _raise_non_finite(centred: Tensor) -> None:
     if not bool(torch.isfinite(centred).all()):
         raise ValueError("RegularityNorm received non-finite activations (NaN or inf); no gain can be scored for them")
+
+
+def group_density(centred: Tensor, var: Scalar, dims: tuple[int, ...] | None) -> tuple[Tensor, Scalar, Scalar]:
+    """:func:`density` for a host float variance, :func:`shifted_density` for a device tensor (the paths' types)."""
+    if isinstance(var, Tensor):
+        return shifted_density(centred, var, dims)
+    return density(centred, var, dims)
 
 
 def shifted_density(centred: Tensor, var: Tensor, dims: tuple[int, ...] | None) -> tuple[Tensor, Tensor, Tensor]:

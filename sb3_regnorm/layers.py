@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import torch
 from torch import Tensor, nn
@@ -179,8 +179,12 @@ class RegularityNorm(nn.Module):
     def reset_running_stats(self) -> None:
         """Forget all statistics: the next training batch initialises the Gaussian again."""
         for name in _BUFFERS:
-            self._buffers[name].fill_(1.0 if name == "running_var" else 0.0)  # type: ignore[union-attr]
+            self._buffer(name).fill_(1.0 if name == "running_var" else 0.0)
         self._transient.last_code_length = math.nan
+
+    def _buffer(self, name: str) -> Tensor:
+        """A state buffer by name (``_buffers`` is typed ``Tensor | None``; these are all registered as tensors)."""
+        return cast(Tensor, self._buffers[name])
 
     @property
     def initialized(self) -> bool:
@@ -295,7 +299,7 @@ class RegularityNorm(nn.Module):
         centred, batch_mean, batch_var, _ = F.centre_batch(xd, count, mean, host)
         merged = F.merge_batch(count, mean, var0, n, batch_mean, batch_var, cfg.exact_var)
         var = F.maximum(merged.var, cfg.eps * cfg.eps)
-        p, total, score = F.density(centred, var, dims) if host else F.shifted_density(centred, var, dims)  # type: ignore[arg-type]
+        p, total, score = F.group_density(centred, var, dims)
         gain, sens = F.code_length(comp, score)
         new_comp = score + gain  # = logaddexp(COMP_prev, S)
         if host and not (_all_finite(merged.mean) and _all_finite(merged.var) and _all_finite(new_comp)):
@@ -352,8 +356,8 @@ class RegularityNorm(nn.Module):
             count, refsize = self.running_updates.item(), self.running_refsize.item()
             values["running_refsize"] = F.next_refsize(count, refsize, group_size, self.config.momentum)
             for name, value in values.items():
-                buffer = self._buffers[name]
-                buffer.copy_(value) if isinstance(value, Tensor) else buffer.fill_(value)  # type: ignore[union-attr]
+                buffer = self._buffer(name)
+                buffer.copy_(value) if isinstance(value, Tensor) else buffer.fill_(value)
             self.running_updates.add_(1.0)
             return
         updates = self.running_updates
@@ -362,8 +366,8 @@ class RegularityNorm(nn.Module):
         ok = ok & torch.isfinite(torch.as_tensor(new_comp)).all()
         values["running_updates"] = updates + 1.0
         for name, value in values.items():  # masked: a non-finite batch leaves the state as it was, without a sync
-            buffer = self._buffers[name]
-            buffer.copy_(torch.where(ok, value, buffer))  # type: ignore[arg-type, union-attr]
+            buffer = self._buffer(name)
+            buffer.copy_(torch.where(ok, value, buffer))
 
     def _eval_forward(self, x: Tensor, log_prior: Tensor | None, host: bool) -> Tensor:
         cfg = self.config
@@ -376,8 +380,8 @@ class RegularityNorm(nn.Module):
             score: Scalar = self.running_score.item() if host and self.variant == "rn" else self.running_score
         else:
             dims = cfg.group_dims(x.dim())
-            centred = x.detach() - (mean if host else mean.to(x.dtype))  # type: ignore[union-attr]
-            _, _, score = F.density(centred, var, dims) if host else F.shifted_density(centred, var, dims)  # type: ignore[arg-type]
+            centred = x.detach() - F.to_dtype(mean, x.dtype)
+            _, _, score = F.group_density(centred, var, dims)
             if cfg.eval_size_correction:
                 group_size = x.numel() if dims is None else x.numel() // self.num_features
                 refsize = self.running_refsize.item() if host else self.running_refsize

@@ -256,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
         listed = ", ".join(str(r.path) for r in runs)
         raise SystemExit(
             f"sb3_regnorm plot: no 'regnorm/*/code_length' tags in {listed}; "
-            "train with sb3_regnorm.callbacks.RegularityCallback to log them"
+            "train with sb3_regnorm.callbacks.RegularityCallback to log them (an RN policy), or with "
+            "sb3_regnorm.probes.RegularityProbeCallback to get them from a plain policy"
         )
     out = Path(args.out)
     written = [plot_code_lengths(runs, out / "code_length.png", args.dpi)]

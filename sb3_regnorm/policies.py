@@ -76,10 +76,10 @@ class _NormPolicy:
         _check_observation_space(observation_space, kwargs["features_extractor_class"], type(self).__name__)
         self.norm = norm  # set before super().__init__, which builds the networks
         self.norm_kwargs = check_norm(norm, norm_kwargs)
-        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)  # type: ignore[call-arg]  # mixin: mypy checks super() against object; the MRO partner (ActorCriticPolicy/DQNPolicy) takes these
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        data: dict[str, Any] = super()._get_constructor_parameters()  # type: ignore[misc]
+        data: dict[str, Any] = super()._get_constructor_parameters()  # type: ignore[misc]  # mixin: defined by the SB3 policy after this class in the MRO, unseen by mypy
         data.update(norm=self.norm, norm_kwargs=dict(self.norm_kwargs))
         return data
 

@@ -142,6 +142,11 @@ def _param(value: Any, name: str) -> Param:
     return float(arr) if arr.ndim == 0 else tuple(arr.tolist())
 
 
+def _public(value: Param) -> float | np.ndarray:
+    """A scalar parameter as a float, an array one as a float64 array."""
+    return value if isinstance(value, float) else np.asarray(value, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class ObsShift:
     """One phase of an observation shift: ``obs * scale + offset`` (scalars, or arrays broadcastable to the obs)."""
@@ -176,7 +181,7 @@ class ObsShift:
 
     def public(self) -> tuple[float | np.ndarray, float | np.ndarray]:
         """(scale, offset) as floats (scalars) or float64 arrays, for properties and ``info``."""
-        return tuple(v if isinstance(v, float) else np.asarray(v, dtype=np.float64) for v in (self.scale, self.offset))  # type: ignore[return-value]
+        return _public(self.scale), _public(self.offset)
 
 
 #: (scale, offset) cycle of the registered observation-shift envs: identity, x3, +2, x0.5-1.
