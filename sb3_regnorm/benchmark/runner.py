@@ -277,6 +277,7 @@ def _cancel(backend: str, running: dict[Any, RunSpec]) -> None:
 
 def _kill_workers(pool: Any) -> None:
     """Terminate the pool's worker processes (they ignore SIGINT; their partial runs are simply not recorded)."""
-    for process in list(getattr(pool, "_processes", {}).values()):
+    # ``_processes`` is None once the pool broke (e.g. a SIGTERM to the whole process group killed the workers first).
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
         if process.is_alive():
             process.terminate()
