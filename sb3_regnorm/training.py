@@ -119,8 +119,10 @@ def evaluate_model(model: BaseAlgorithm, manager: ExperimentManager, settings: E
         )
     finally:
         env.close()
-    mean, std = result  # (mean, std) without return_episode_rewards
-    return float(mean), float(std)  # type: ignore[arg-type]
+    # SB3 annotates one return type for both modes; without return_episode_rewards it is (mean, std) of floats.
+    mean, std = result
+    assert isinstance(mean, float) and isinstance(std, float), result
+    return float(mean), float(std)
 
 
 def report_eval_settings(env_id: str, seed: int, n_episodes: int = 0, n_envs: int = 5) -> EvalSettings:

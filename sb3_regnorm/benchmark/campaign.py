@@ -168,60 +168,10 @@ class Campaign:
 
 # ------------------------------------------------------------------------------------------ hyperparameters
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``extra``; ``policy_kwargs`` and its ``norm_kwargs`` merged key by key (as the zoo does)."""
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if key == "policy_kwargs" and isinstance(value, dict):
-            kwargs = dict(out.get("policy_kwargs", {}))
-            for pk, pv in value.items():
-                kwargs[pk] = {**kwargs.get(pk, {}), **pv} if pk == "norm_kwargs" else copy.deepcopy(pv)
-            out["policy_kwargs"] = kwargs
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    """Arm overrides onto an entry by the zoo's one merge rule (``policy_kwargs`` and ``norm_kwargs`` key by key)."""
+    from sb3_regnorm.zoo import merge_overrides
 
-
-def _untuned_zoo_entry(algo: str, env: str, norm: str) -> dict[str, Any]:
-    """The zoo entry for (algo, env, norm) with the tuned overrides taken back out: rl_zoo3's base values, this norm.
-
-    Built from the zoo's public functions only (raw entry, its tuned overrides, the shared base): every key a study
-    changed returns to the base value, or is removed where the base leaves it to SB3's default.
-    """
-    import inspect
-
-    from sb3_regnorm import zoo
-
-    if "tuned" in inspect.signature(zoo.raw_entry).parameters:  # the zoo builds it itself
-        return zoo.raw_entry(algo, env, norm, tuned=False)  # type: ignore[call-arg, unused-ignore]
-    raw = zoo.raw_entry(algo, env, norm)
-    tuned = zoo.tuned_overrides(algo, env, norm)
-    base = zoo.base_hyperparams(algo, env)
-    for key, value in tuned.items():
-        if key != "policy_kwargs":
-            if key in base:
-                raw[key] = copy.deepcopy(base[key])
-            else:
-                raw.pop(key, None)
-            continue
-        base_pk = base.get("policy_kwargs", {})
-        policy_kwargs = raw["policy_kwargs"]
-        for pk, pv in value.items():
-            if pk == "norm_kwargs":
-                norm_kwargs = policy_kwargs.get("norm_kwargs", {})
-                for nk in pv:
-                    if nk in base_pk.get("norm_kwargs", {}):
-                        norm_kwargs[nk] = base_pk["norm_kwargs"][nk]
-                    else:
-                        norm_kwargs.pop(nk, None)
-                if norm_kwargs:
-                    policy_kwargs["norm_kwargs"] = norm_kwargs
-                else:
-                    policy_kwargs.pop("norm_kwargs", None)
-            elif pk in base_pk:
-                policy_kwargs[pk] = copy.deepcopy(base_pk[pk])
-            else:
-                policy_kwargs.pop(pk, None)
-    return raw
+    return merge_overrides(base, extra)
 
 
 _MONITORING: Final = ("RegularityCallback", "RegularityProbeCallback", "DiagnosticsCallback")
@@ -250,7 +200,7 @@ def resolve_hyperparams(protocol: str, exp: Experiment, arm: Arm) -> dict[str, A
     else:
         from sb3_regnorm import zoo
 
-        entry = zoo.raw_entry(exp.algo, exp.env, arm.norm) if arm.tuned else _untuned_zoo_entry(exp.algo, exp.env, arm.norm)
+        entry = zoo.raw_entry(exp.algo, exp.env, arm.norm, tuned=arm.tuned)
         out = _merge(entry, arm.overrides)
     _drop_monitoring(out)
     if "norm" in arm.overrides.get("policy_kwargs", {}):
