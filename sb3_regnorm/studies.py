@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
 import optuna
+
+from sb3_regnorm._versions import package_versions
 
 __all__ = ["META_KEY", "changed_overrides", "markdown", "summary", "trial_rows", "versions", "write_summary"]
 
@@ -28,13 +28,7 @@ _MISSING: Final = object()
 
 def versions() -> dict[str, str]:
     """Package versions, for the study summary."""
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return package_versions(_VERSIONED)
 
 
 def _plain(value: Any) -> Any:

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from sb3_regnorm._versions import package_versions
 from sb3_regnorm.benchmark.campaign import EVAL_SEED_BASE, RunSpec
 
 __all__ = ["FINAL_FRACTION", "eval_seed", "run_one", "versions"]
@@ -40,13 +39,7 @@ def eval_seed(seed: int) -> int:
 
 def versions() -> dict[str, str]:
     """Python and package versions, recorded with every run."""
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return package_versions(_VERSIONED)
 
 
 def _eval_steps(n_timesteps: int, points: int) -> list[int]:
