@@ -230,6 +230,34 @@ def test_max_runs_and_failed_runs_are_not_recorded(tmp_path: Path) -> None:
     assert finished == 0 and runner.read_records(tmp_path / "out" / "bad" / "runs.jsonl") == []
 
 
+def test_a_second_runner_of_the_same_campaign_stops_with_a_clear_error(tmp_path: Path) -> None:
+    """Two runners would both take every pending run; the second must refuse and run nothing."""
+    campaign = cmod.load_campaign(write_campaign(tmp_path, tiny_campaign("busy", seeds=1)))
+    folder = runner.campaign_dir(campaign, tmp_path / "out")
+    folder.mkdir(parents=True)
+    with runner.campaign_lock(folder):
+        assert (folder / ".runner.lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(runner.CampaignBusyError, match=f"in use by another runner \\(pid {os.getpid()}"):
+            runner.run_campaign(campaign, tmp_path / "out", jobs=1)
+        proc = _run_cli(["run", str(tmp_path / "busy.yaml"), "--root", str(tmp_path / "out")], tmp_path)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 3 and "in use by another runner" in out, out
+    assert not (folder / "runs.jsonl").exists() and not (folder / "report.md").exists()
+    with runner.campaign_lock(folder):  # released on exit: the next runner gets it
+        pass
+
+
+def test_duplicate_records_count_once_in_the_report(finished_campaign: Path, tmp_path: Path) -> None:
+    records = lines(finished_campaign)
+    kept, dropped = runner.unique_records([*records, records[0], records[1]])
+    assert kept == records and dropped == 2
+    copy = tmp_path / "dup"
+    copy.mkdir()
+    (copy / "runs.jsonl").write_text(finished_campaign.read_text() + json.dumps(records[0]) + "\n")
+    text = build_report(copy, plots=False)
+    assert "1 duplicate record(s)" in text and f"({len(records)} finished runs)" in text
+
+
 # ------------------------------------------------------------------------------------------ non-stationary envs
 def test_phase_metrics_by_hand() -> None:
     from sb3_regnorm.benchmark.report import phase_metrics

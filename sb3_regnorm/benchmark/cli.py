@@ -61,6 +61,11 @@ def _report(target: str, root: Path) -> int:
     return 0
 
 
+def _write_report(skip: bool, folder: Path, root: Path) -> None:
+    if not skip and (folder / "runs.jsonl").is_file():
+        _report(str(folder), root)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sb3-regnorm bench`` / ``python -m sb3_regnorm bench``; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -89,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _sigterm)
         try:
             runner.run_campaign(campaign, root, args.jobs, args.backend, args.address, args.max_runs)
+        except runner.CampaignBusyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3  # the other runner owns the folder and its report
         except KeyboardInterrupt:
+            _write_report(args.no_report, runner.campaign_dir(campaign, root), root)
             return 130
-        finally:
-            if not args.no_report and (runner.campaign_dir(campaign, root) / "runs.jsonl").is_file():
-                _report(str(runner.campaign_dir(campaign, root)), root)
+        _write_report(args.no_report, runner.campaign_dir(campaign, root), root)
         return 0
     except CampaignError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from typing import Any, Final
 import numpy as np
 
 from sb3_regnorm.benchmark import stats
-from sb3_regnorm.benchmark.runner import read_records
+from sb3_regnorm.benchmark.runner import read_records, unique_records
 
 __all__ = [
     "BASELINES",
@@ -340,7 +340,7 @@ def _progress_section(campaign: str, records: list[dict[str, Any]]) -> list[str]
 
 def build_report(folder: Path, plots: bool = True) -> str:
     """The markdown text of ``folder``'s report (figures written next to it when ``plots``)."""
-    records = read_records(folder / "runs.jsonl")
+    records, duplicates = unique_records(read_records(folder / "runs.jsonl"))
     if not records:
         return f"# Benchmark campaign `{folder.name}`\n\nNo finished runs yet in `{folder / 'runs.jsonl'}`.\n"
     campaign = str(records[0]["campaign"])
@@ -362,6 +362,9 @@ def build_report(folder: Path, plots: bool = True) -> str:
         f"only with at least {MIN_RUNS_FOR_VERDICT} runs per arm.",
         "",
     ]
+    if duplicates:
+        lines += [f"`runs.jsonl` holds {duplicates} duplicate record(s) of a finished (algo, env, arm, seed); each run "
+                  "counts once (its first record).", ""]  # fmt: skip
     lines += _progress_section(campaign, records)
     if reference:
         lines += [f"Paper reference: {reference.get('source', '')}.", ""]

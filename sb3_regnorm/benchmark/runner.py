@@ -2,7 +2,9 @@
 
 Why one process per run: a run owns its torch thread, RNG and memory, and a crash or kill loses that run only. The
 parent is the only writer of ``runs.jsonl``: it appends one line per finished run (flushed and fsynced), so an
-interrupted campaign resumes from the file and never runs a finished (algo, env, arm, seed) twice.
+interrupted campaign resumes from the file and never runs a finished (algo, env, arm, seed) twice. A runner holds an
+exclusive lock on its campaign folder (``.runner.lock``), so a second runner of the same campaign (e.g. started to use
+more cores) stops with an error instead of running the same pending runs again.
 """
 
 from __future__ import annotations
@@ -12,14 +14,25 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from sb3_regnorm.benchmark.campaign import Campaign, RunSpec
 
-__all__ = ["DEFAULT_ROOT", "estimate_seconds", "finished_keys", "pending_runs", "read_records", "run_campaign"]
+__all__ = [
+    "DEFAULT_ROOT",
+    "CampaignBusyError",
+    "campaign_lock",
+    "estimate_seconds",
+    "finished_keys",
+    "pending_runs",
+    "read_records",
+    "run_campaign",
+    "unique_records",
+]
 
 DEFAULT_ROOT: Final = Path("logs/benchmarks")
 # Seconds per env step on one core of the 2-core reference machine (research/feasibility.md; paper_dqn measured here),
@@ -58,6 +71,23 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 def _key(record: dict[str, Any]) -> tuple[str, str, str, int]:
     return (str(record["algo"]), str(record["env"]), str(record["arm"]), int(record["seed"]))
+
+
+def unique_records(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The first record of each (algo, env, arm, seed) and the number of later duplicates dropped.
+
+    A runner never writes a run twice, but files concatenated from several machines can hold the same run twice, and a
+    report must not count one seed twice."""
+    seen: set[tuple[str, str, str, int]] = set()
+    kept, dropped = [], 0
+    for record in records:
+        key = _key(record)
+        if key in seen:
+            dropped += 1
+            continue
+        seen.add(key)
+        kept.append(record)
+    return kept, dropped
 
 
 def finished_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str, str, int]]:
@@ -112,6 +142,43 @@ def dry_run_text(campaign: Campaign, records: list[dict[str, Any]], jobs: int) -
         f"compute left ~{total_left / 3600:.1f} core-hours, ~{_fmt_time(total_left / max(jobs, 1))} wall with --jobs {jobs}"
     )
     return "\n".join(lines)
+
+
+class CampaignBusyError(RuntimeError):
+    """Another runner holds the campaign folder's lock."""
+
+
+@contextmanager
+def campaign_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive, non-blocking lock on ``folder/.runner.lock`` (the holder's pid is written into it).
+
+    Why: each runner takes the pending runs from ``runs.jsonl`` when it starts, so two runners of one campaign would
+    both run every pending run. The lock is an advisory ``flock``, released by the OS when the holder dies (no stale
+    lock after a kill); where ``fcntl`` is missing (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(folder) / ".runner.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise CampaignBusyError(
+                f"campaign folder {folder} is in use by another runner (pid {owner}, lock {path}); wait for it to finish, "
+                "or stop it and rerun with a larger --jobs"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _append(handle: TextIO, record: dict[str, Any]) -> None:
@@ -212,10 +279,17 @@ def run_campaign(
 
     Each finished run is appended to ``<root>/<campaign>/runs.jsonl`` at once. A run that raises is reported and not
     recorded (so a rerun retries it); Ctrl-C stops submitting, cancels queued runs and returns after the running ones
-    are stopped.
+    are stopped. Raises :class:`CampaignBusyError` when another runner holds the campaign folder.
     """
     folder = campaign_dir(campaign, root)
     folder.mkdir(parents=True, exist_ok=True)
+    with campaign_lock(folder):
+        return _run_locked(campaign, folder, jobs, backend, address, max_runs, out)
+
+
+def _run_locked(
+    campaign: Campaign, folder: Path, jobs: int | None, backend: str, address: str | None, max_runs: int | None, out: TextIO
+) -> int:
     path = folder / "runs.jsonl"
     records = read_records(path)
     queue = pending_runs(campaign, records)
