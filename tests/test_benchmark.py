@@ -258,6 +258,76 @@ def test_duplicate_records_count_once_in_the_report(finished_campaign: Path, tmp
     assert "1 duplicate record(s)" in text and f"({len(records)} finished runs)" in text
 
 
+DIVERGING_CALLBACK = """
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+class DivergeAt(BaseCallback):
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= 128:
+            raise FloatingPointError("RegularityNorm output overflowed float32 (test)")
+        return True
+"""
+
+
+def test_a_diverged_run_is_recorded_and_counts_as_the_worst_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finished_campaign: Path
+) -> None:
+    """A seed that diverges would diverge on every retry: it must be recorded, not dropped (survivorship bias)."""
+    from sb3_regnorm.benchmark import run
+
+    (tmp_path / "diverging_cb.py").write_text(DIVERGING_CALLBACK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = tiny_campaign("div", seeds=1)
+    data["experiments"][0]["hyperparams"] = {**TINY_PPO, "callback": ["diverging_cb.DivergeAt"]}
+    spec = next(s for s in cmod.load_campaign(write_campaign(tmp_path, data)).runs() if s.arm == "rn")
+    record = run.run_one(spec)
+    assert record["score"] is None and record["diverged"]["error"].startswith("FloatingPointError: RegularityNorm output")
+    assert 128 <= record["diverged"]["at_step"] == record["n_timesteps"] < 256
+    assert len(record["curve"]["returns"]) >= 1  # what it learned before diverging is kept
+    json.dumps(record)  # a runs.jsonl line
+    records = lines(finished_campaign)
+    copy = tmp_path / "with_diverged"
+    copy.mkdir()
+    diverged = {**record, "campaign": records[0]["campaign"], "seed": 7}
+    (copy / "runs.jsonl").write_text(finished_campaign.read_text() + json.dumps(diverged) + "\n")
+    text = build_report(copy, plots=False)
+    worst = min(r["score"] for r in records)
+    assert "**Diverged runs**" in text and f"counted as the task's worst finished run ({worst:.1f})" in text
+    rn_row = next(line for line in text.splitlines() if line.startswith("| rn | 3 |"))
+    assert f"{worst:.1f} .." in rn_row  # the diverged seed is the arm's minimum, not left out
+    assert "| diverged |" in text  # the per-seed table names it
+
+
+def test_a_diverged_paper_run_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from sb3_regnorm import nets
+    from sb3_regnorm.benchmark import run
+
+    build = nets.build_mlp
+
+    class Overflow(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                Overflow.calls += 1
+                if Overflow.calls > 5:
+                    raise FloatingPointError("RegularityNorm statistics overflowed (test)")
+            return x
+
+    monkeypatch.setattr(nets, "build_mlp", lambda *a, **k: torch.nn.Sequential(build(*a, **k), Overflow()))
+    settings = {"env_id": "CartPole-v1", "episodes": 12, "max_t": 30, "batch_size": 8, "buffer_size": 200, "score_window": 4}
+    spec = cmod.RunSpec(
+        campaign="p", protocol="paper_dqn", algo="dqn", env="CartPole-v1", norm="rn", arm="rn", seed=0,
+        hyperparams={"norm": "rn", **settings}, eval={"points": 3, "episodes": 2, "n_envs": 1}, protocol_kwargs={},
+    )  # fmt: skip
+    record = run.run_one(spec)
+    assert record["score"] is None and "statistics overflowed" in record["diverged"]["error"]
+    assert record["learn_steps"] == 5 and record["diverged"]["at_step"] == record["n_timesteps"] > 0
+
+
 # ------------------------------------------------------------------------------------------ non-stationary envs
 def test_phase_metrics_by_hand() -> None:
     from sb3_regnorm.benchmark.report import phase_metrics

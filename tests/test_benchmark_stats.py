@@ -19,6 +19,19 @@ def test_iqm_by_hand() -> None:
         stats.iqm([])
 
 
+def test_non_finite_scores_are_refused_not_trimmed() -> None:
+    """A NaN (a failed run) would sort to the top and be trimmed by IQM, and lose every P(X > Y) comparison."""
+    for bad in ([1.0, 2.0, 3.0, float("nan")], [1.0, float("inf")]):
+        with pytest.raises(ValueError, match="non-finite"):
+            stats.iqm(bad)
+        with pytest.raises(ValueError, match="non-finite"):
+            stats.stratified_bootstrap_ci({"t": bad})
+        with pytest.raises(ValueError, match="non-finite"):
+            stats.probability_of_improvement_ci({"t": bad}, {"t": [1.0, 2.0]})
+        with pytest.raises(ValueError, match="non-finite"):
+            stats.describe(bad)
+
+
 def test_iqm_matches_scipy_trim_mean() -> None:
     scipy_stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(3)

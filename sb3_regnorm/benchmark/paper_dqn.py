@@ -32,7 +32,9 @@ from typing import Any, Final
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "check_kwargs", "run_paper_dqn"]
+from sb3_regnorm.benchmark.run import DIVERGENCE_ERRORS, TrainingDiverged
+
+__all__ = ["DEFAULTS", "check_kwargs", "final_eval_returns", "greedy_final_score", "run_paper_dqn"]
 
 DEFAULTS: Final[dict[str, Any]] = {
     "env_id": "LunarLander-v3",
@@ -92,6 +94,25 @@ class _Replay:
     def sample(self, n: int) -> tuple[np.ndarray, ...]:
         idx = self.rng.integers(0, len(self), n)
         return self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.dones[idx]
+
+
+def final_eval_returns(returns: list[float], at_episode: list[int], episodes: int) -> list[float]:
+    """The greedy evaluation returns taken at or after 90% of the run's *episodes* (the same points for every run;
+    a window in env steps would depend on how long each run's last episodes were)."""
+    return [r for r, ep in zip(returns, at_episode, strict=True) if ep >= 0.9 * episodes]
+
+
+def greedy_final_score(record: dict[str, Any]) -> float | None:
+    """A record's greedy evaluation score over the final 10% of episodes; records written before the curve held its
+    episodes get them back from the schedule (``points`` evenly spaced episodes, as :func:`run_paper_dqn` evaluates)."""
+    curve = record.get("curve") or {}
+    returns = list(curve.get("returns", []))
+    if not returns or record.get("score") is None:
+        return None
+    episodes = int(record.get("n_episodes") or record.get("settings", {}).get("episodes", 0))
+    at_episode = curve.get("at_episode") or sorted({round(episodes * k / len(returns)) for k in range(1, len(returns) + 1)})
+    final = final_eval_returns(returns, list(at_episode), episodes)
+    return float(np.mean(final)) if final else None
 
 
 def _greedy_returns(net: Any, env: Any, seed: int, episodes: int, max_t: int) -> list[float]:
@@ -158,56 +179,66 @@ def run_paper_dqn(
     curve_steps: list[int] = []
     curve_returns: list[float] = []
     curve_std: list[float] = []
+    curve_episodes: list[int] = []
     env_steps, learn_steps, t_step, eval_time = 0, 0, 0, 0.0
     start = time.perf_counter()
     obs, _ = env.reset(seed=seed)
-    for episode in range(1, episodes + 1):
-        if episode > 1:
-            obs, _ = env.reset()
-        total = 0.0
-        for _ in range(max_t):
-            if rng.random() > eps:
+    try:
+        for episode in range(1, episodes + 1):
+            if episode > 1:
+                obs, _ = env.reset()
+            total = 0.0
+            for _ in range(max_t):
+                if rng.random() > eps:
+                    local.eval()
+                    with torch.no_grad():
+                        action = int(local(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).argmax(1).item())
+                else:
+                    action = int(rng.integers(n_actions))
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                replay.add(obs, action, float(reward), next_obs, bool(terminated))
+                obs, total, env_steps = next_obs, total + float(reward), env_steps + 1
+                t_step = (t_step + 1) % int(s["learn_every"])
+                if t_step == 0 and len(replay) > batch:
+                    o, a, r, o2, d = (torch.as_tensor(x) for x in replay.sample(batch))
+                    with torch.no_grad():
+                        y = r + gamma * target(o2).max(1)[0] * (1.0 - d)
+                    local.train()
+                    q = local(o).gather(1, a.unsqueeze(1)).squeeze(1)
+                    loss = nn.functional.mse_loss(q, y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    with torch.no_grad():
+                        torch._foreach_lerp_(target_params, local_params, tau)
+                        for name, buf in buffers:
+                            target_buffers[name].copy_(buf)
+                    learn_steps += 1
+                if terminated or truncated:
+                    break
+            scores.append(total)
+            eps = max(float(s["eps_end"]), float(s["eps_decay"]) * eps)
+            if episode in eval_at:
+                t0 = time.perf_counter()
                 local.eval()
-                with torch.no_grad():
-                    action = int(local(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).argmax(1).item())
-            else:
-                action = int(rng.integers(n_actions))
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            replay.add(obs, action, float(reward), next_obs, bool(terminated))
-            obs, total, env_steps = next_obs, total + float(reward), env_steps + 1
-            t_step = (t_step + 1) % int(s["learn_every"])
-            if t_step == 0 and len(replay) > batch:
-                o, a, r, o2, d = (torch.as_tensor(x) for x in replay.sample(batch))
-                with torch.no_grad():
-                    y = r + gamma * target(o2).max(1)[0] * (1.0 - d)
-                local.train()
-                q = local(o).gather(1, a.unsqueeze(1)).squeeze(1)
-                loss = nn.functional.mse_loss(q, y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    torch._foreach_lerp_(target_params, local_params, tau)
-                    for name, buf in buffers:
-                        target_buffers[name].copy_(buf)
-                learn_steps += 1
-            if terminated or truncated:
-                break
-        scores.append(total)
-        eps = max(float(s["eps_end"]), float(s["eps_decay"]) * eps)
-        if episode in eval_at:
-            t0 = time.perf_counter()
-            local.eval()
-            returns = _greedy_returns(local, eval_env, eval_seed, eval_episodes, max_t)
-            eval_time += time.perf_counter() - t0
-            curve_steps.append(env_steps)
-            curve_returns.append(float(np.mean(returns)))
-            curve_std.append(float(np.std(returns)))
+                returns = _greedy_returns(local, eval_env, eval_seed, eval_episodes, max_t)
+                eval_time += time.perf_counter() - t0
+                curve_steps.append(env_steps)
+                curve_returns.append(float(np.mean(returns)))
+                curve_std.append(float(np.std(returns)))
+                curve_episodes.append(episode)
+    except DIVERGENCE_ERRORS as exc:
+        env.close()
+        eval_env.close()
+        curve = {"steps": curve_steps, "returns": curve_returns, "std": curve_std, "at_episode": curve_episodes,
+                 "episodes": eval_episodes}  # fmt: skip
+        partial = {"curve": curve, "eval_time_s": eval_time, "n_episodes": len(scores), "learn_steps": learn_steps}
+        raise TrainingDiverged(exc, env_steps, partial) from exc
     wall = time.perf_counter() - start
     env.close()
     eval_env.close()
     window = int(s["score_window"])
-    final_points = [r for step, r in zip(curve_steps, curve_returns, strict=False) if step >= 0.9 * env_steps]
+    final_points = final_eval_returns(curve_returns, curve_episodes, episodes)
     return {
         "score": float(np.mean(scores[-window:])),
         "score_definition": f"mean return of the final {window} training episodes (epsilon-greedy, max_t={max_t})",
@@ -216,7 +247,13 @@ def run_paper_dqn(
         "n_episodes": episodes,
         "learn_steps": learn_steps,
         "train_returns_window": [float(np.mean(scores[i : i + window])) for i in range(0, len(scores), window)],
-        "curve": {"steps": curve_steps, "returns": curve_returns, "std": curve_std, "episodes": eval_episodes},
+        "curve": {
+            "steps": curve_steps,
+            "returns": curve_returns,
+            "std": curve_std,
+            "at_episode": curve_episodes,
+            "episodes": eval_episodes,
+        },
         "train_time_s": wall - eval_time,
         "eval_time_s": eval_time,
         "settings": s,

@@ -4,6 +4,9 @@ Per task (algo, env): each arm's IQM with a 95% stratified bootstrap CI, mean +-
 probability of improvement of each RN arm over ``none`` and over ``ln`` with its CI and a plain verdict, learning
 curves (IQM across runs at each evaluation point with a bootstrap band) and a score-interval plot. The only outside
 input is the shipped campaign's optional ``reference`` block (the paper's published numbers), looked up by name.
+
+A run that diverged (``score: null``, see :mod:`sb3_regnorm.benchmark.run`) counts as the worst finished run of its
+task, whatever its arm: it produced no agent, and leaving it out would score its arm on its surviving runs only.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "build_report",
     "phase_metrics",
     "poi_verdict",
+    "score_diverged_runs",
     "write_report",
 ]
 
@@ -66,6 +70,40 @@ def _group(records: list[dict[str, Any]]) -> dict[Task, dict[str, list[dict[str,
         for runs in arms.values():
             runs.sort(key=lambda r: int(r["seed"]))
     return out
+
+
+def score_diverged_runs(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records with every diverged run's score set to the lowest finished score of its task (flagged ``diverged``),
+    and one note per diverged run; a diverged run of a task without any finished run is left out (and noted)."""
+    floor: dict[Task, float] = {}
+    for r in records:
+        if r.get("score") is not None:
+            task = (r["algo"], r["env"])
+            floor[task] = min(floor.get(task, math.inf), float(r["score"]))
+    out, notes = [], []
+    for r in records:
+        if r.get("score") is not None:
+            out.append(r)
+            continue
+        task = (r["algo"], r["env"])
+        why = r.get("diverged", {})
+        error, at_step = why.get("error", "no score"), why.get("at_step", "?")
+        where = f"{r['algo'].upper()} {r['env']} {r['arm']} seed {r['seed']}: {error} at step {at_step}"
+        if task not in floor:
+            notes.append(f"{where}; no finished run of this task to score it against, left out")
+            continue
+        out.append({**r, "score": floor[task], "diverged": why or {"error": "no score"}})
+        notes.append(f"{where}; counted as the task's worst finished run ({floor[task]:.1f})")
+    return out, notes
+
+
+def _greedy_score(record: dict[str, Any]) -> float | None:
+    """The paper protocol's secondary score (greedy evaluation over the final 10% of episodes); None elsewhere."""
+    if record.get("protocol") != "paper_dqn" or record.get("diverged"):
+        return None
+    from sb3_regnorm.benchmark.paper_dqn import greedy_final_score
+
+    return greedy_final_score(record)
 
 
 def _reference(campaign: str) -> dict[str, Any]:
@@ -176,7 +214,8 @@ def _task_section(
     lines.append("")
     head = "| arm | runs | IQM [95% CI] | mean +- SEM | median | min .. max | wall/run | eval share |"
     sep = "|---|---|---|---|---|---|---|---|"
-    greedy = all(r.get("eval_score") is not None for runs in arms.values() for r in runs)
+    greedy_of = {arm: [g for g in map(_greedy_score, runs) if g is not None] for arm, runs in arms.items()}
+    greedy = any(greedy_of.values())
     if greedy:
         head += " greedy eval, final 10% (mean +- SEM) |"
         sep += "---|"
@@ -194,8 +233,8 @@ def _task_section(
             f"| {d['min']:.1f} .. {d['max']:.1f} | {wall:.0f} s | {share:.1%} |"
         )
         if greedy:
-            g = stats.describe([r["eval_score"] for r in arms[arm]])
-            row += f" {g['mean']:.1f} +- {g['sem']:.1f} |"
+            g = stats.describe(greedy_of[arm]) if greedy_of[arm] else None
+            row += f" {g['mean']:.1f} +- {g['sem']:.1f} |" if g else " - |"
         if ref_scores:
             ref = ref_scores.get(arm)
             row += f" {ref[0]:.2f} +- {ref[1]:.2f} |" if ref else " - |"
@@ -218,8 +257,8 @@ def _task_section(
     lines += ["Every run's score (columns: seeds):", ""]
     lines += ["| arm | " + " | ".join(str(s) for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
     for arm in _arm_order(arms):
-        by_seed = {int(r["seed"]): r["score"] for r in arms[arm]}
-        lines.append(f"| {arm} | " + " | ".join(_fmt(by_seed.get(s)) for s in seeds) + " |")
+        by_seed = {int(r["seed"]): ("diverged" if r.get("diverged") else _fmt(r["score"])) for r in arms[arm]}
+        lines.append(f"| {arm} | " + " | ".join(by_seed.get(s, "-") for s in seeds) + " |")
     lines.append("")
     if plots:
         for name in _plot_task(folder, task, arms, table):
@@ -341,6 +380,7 @@ def _progress_section(campaign: str, records: list[dict[str, Any]]) -> list[str]
 def build_report(folder: Path, plots: bool = True) -> str:
     """The markdown text of ``folder``'s report (figures written next to it when ``plots``)."""
     records, duplicates = unique_records(read_records(folder / "runs.jsonl"))
+    records, diverged = score_diverged_runs(records)
     if not records:
         return f"# Benchmark campaign `{folder.name}`\n\nNo finished runs yet in `{folder / 'runs.jsonl'}`.\n"
     campaign = str(records[0]["campaign"])
@@ -365,6 +405,9 @@ def build_report(folder: Path, plots: bool = True) -> str:
     if duplicates:
         lines += [f"`runs.jsonl` holds {duplicates} duplicate record(s) of a finished (algo, env, arm, seed); each run "
                   "counts once (its first record).", ""]  # fmt: skip
+    if diverged:
+        lines += ["**Diverged runs** (the agent raised while training; each counts as the worst finished run of its task):",
+                  "", *[f"- {note}" for note in diverged], ""]  # fmt: skip
     lines += _progress_section(campaign, records)
     if reference:
         lines += [f"Paper reference: {reference.get('source', '')}.", ""]

@@ -5,9 +5,14 @@ Protocol ``zoo``: the arm's entry is trained by rl_zoo3's ``ExperimentManager`` 
 policy is evaluated when training passes each of ``points`` evenly spaced steps (at rollout start, so PPO/A2C are
 scored after their last update) on fresh eval envs seeded ``EVAL_SEED_BASE + 100 * seed + i``; actions are
 deterministic except on MiniGrid (rl_zoo3's rule). **Score** = mean evaluation return over the evaluation points at or
-after 90% of the training budget (with 20 points: the evaluations at 95% and 100%, 2 x ``episodes`` episodes).
+after 90% of the training budget (with 20 points: the evaluations at 90%, 95% and 100%, 3 x ``episodes`` episodes).
 
 Protocol ``paper_dqn``: :mod:`sb3_regnorm.benchmark.paper_dqn` (score = mean of the final 50 training episodes).
+
+A run whose agent diverges (``FloatingPointError``, e.g. an RN overflow, or ``ValueError``, e.g. NaN logits, raised
+while training) is recorded with ``score: null`` and a ``diverged`` entry instead of being dropped: a seed diverges
+again on every retry, and dropping it would leave only an arm's surviving runs in the statistics (the report counts it
+as the worst run of its task). Any other error is not recorded, so the next invocation retries the run.
 """
 
 from __future__ import annotations
@@ -25,11 +30,23 @@ from typing import Any, Final
 from sb3_regnorm._versions import package_versions
 from sb3_regnorm.benchmark.campaign import EVAL_SEED_BASE, RunSpec
 
-__all__ = ["FINAL_FRACTION", "eval_seed", "run_one", "versions"]
+__all__ = ["DIVERGENCE_ERRORS", "FINAL_FRACTION", "TrainingDiverged", "eval_seed", "run_one", "versions"]
 
 FINAL_FRACTION: Final = 0.9
 """The score averages the evaluations at or after this fraction of the training budget."""
+DIVERGENCE_ERRORS: Final = (FloatingPointError, ValueError)
+"""Errors raised by a diverging agent while it trains (setup errors happen before training and are not caught)."""
 _VERSIONED: Final = ("sb3-regnorm", "stable-baselines3", "rl_zoo3", "torch", "gymnasium", "minigrid", "numpy")
+
+
+class TrainingDiverged(RuntimeError):
+    """The agent raised one of :data:`DIVERGENCE_ERRORS` while training; carries what the run produced until then."""
+
+    def __init__(self, error: BaseException, at_step: int, partial: dict[str, Any]) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = f"{type(error).__name__}: {error}"
+        self.at_step = at_step
+        self.partial = partial
 
 
 def eval_seed(seed: int) -> int:
@@ -143,6 +160,9 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
     try:
         model.learn(n_timesteps, callback=callbacks)
         evaluate(int(model.num_timesteps))  # the last point: the trained policy
+    except DIVERGENCE_ERRORS as exc:
+        partial = {"curve": {**curve, "episodes": episodes, "deterministic": deterministic}, "eval_time_s": eval_time[0]}
+        raise TrainingDiverged(exc, int(model.num_timesteps), partial) from exc
     finally:
         if model.env is not None:
             model.env.close()
@@ -181,11 +201,20 @@ def run_one(spec: RunSpec, num_threads: int = 1) -> dict[str, Any]:
     torch.set_num_threads(num_threads)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    if spec.protocol == "paper_dqn":
-        result = _run_paper(spec)
-    else:
-        with tempfile.TemporaryDirectory(prefix=f"bench-{spec.campaign}-") as tmp:
-            result = _run_zoo(spec, Path(tmp))
+    try:
+        if spec.protocol == "paper_dqn":
+            result = _run_paper(spec)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"bench-{spec.campaign}-") as tmp:
+                result = _run_zoo(spec, Path(tmp))
+    except TrainingDiverged as exc:
+        result = {
+            "n_timesteps": exc.at_step,
+            "score": None,
+            "diverged": {"error": exc.error, "at_step": exc.at_step},
+            "eval_time_s": 0.0,
+            **exc.partial,
+        }
     wall = time.perf_counter() - t0
     record: dict[str, Any] = {
         "campaign": spec.campaign,

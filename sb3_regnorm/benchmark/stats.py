@@ -36,7 +36,16 @@ def _as_arrays(scores: Scores) -> dict[str, np.ndarray]:
     out = {task: np.asarray(values, dtype=float).ravel() for task, values in scores.items()}
     if not out or any(v.size == 0 for v in out.values()):
         raise ValueError("every task needs at least one run score")
+    for task, values in out.items():
+        _check_finite(values, f"scores of task {task!r}")
     return out
+
+
+def _check_finite(x: np.ndarray, what: str) -> None:
+    """NaN would sort to the top and be trimmed (IQM) or lose every comparison (P(X > Y)) without a word: refuse it.
+    A run that failed must be scored explicitly first (the report counts it as its task's worst run)."""
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} hold non-finite values {x[~np.isfinite(x)].tolist()}: score failed runs explicitly first")
 
 
 def trimmed_iqm(data: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -52,6 +61,7 @@ def iqm(values: Sequence[float] | np.ndarray) -> float:
     x = np.asarray(values, dtype=float).ravel()
     if x.size == 0:
         raise ValueError("iqm of no values")
+    _check_finite(x, "iqm values")
     return float(trimmed_iqm(x))
 
 
@@ -138,6 +148,9 @@ def bootstrap_curve_band(
 def describe(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
     """n, mean, SEM, median, min, max of one arm's scores (SEM with ddof=1; 0 for a single run)."""
     x = np.asarray(values, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("describe of no values")
+    _check_finite(x, "values")
     sem = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else 0.0
     return {
         "n": int(x.size),
