@@ -19,6 +19,7 @@ from rl_zoo3.exp_manager import ExperimentManager
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_regnorm import zoo
+from sb3_regnorm._divergence import DIVERGENCE_ERRORS, TrainingDiverged
 from sb3_regnorm.phase_clock import sync_phase, training_phase
 
 __all__ = [
@@ -103,6 +104,7 @@ class EvalSettings:
 def evaluate_model(model: BaseAlgorithm, manager: ExperimentManager, settings: EvalSettings) -> tuple[float, float]:
     """(mean, std) return over fresh eval envs built by rl_zoo3 (same wrappers as training), seeded ``settings.seed+``."""
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import sync_envs_normalization
 
     train_seed = manager.seed
     manager.seed = settings.seed
@@ -113,6 +115,9 @@ def evaluate_model(model: BaseAlgorithm, manager: ExperimentManager, settings: E
     phase = training_phase(model)
     if phase is not None:  # non-stationary env: score the phase training is in (fresh envs would start at phase 0)
         sync_phase(env, phase=phase)
+    train_env = model.get_env()
+    if train_env is not None:  # an entry with ``normalize``: score with the training statistics, as EvalCallback does
+        sync_envs_normalization(train_env, env)
     try:
         result = evaluate_policy(
             model, env, n_eval_episodes=settings.n_episodes, deterministic=manager.deterministic_eval, warn=False
@@ -134,10 +139,14 @@ def report_eval_settings(env_id: str, seed: int, n_episodes: int = 0, n_envs: in
 def train_and_score(
     algo: str, env_id: str, entry: dict[str, Any], seed: int, log_folder: str | Path, settings: EvalSettings
 ) -> tuple[float, float]:
-    """Train a raw zoo entry (without its monitoring callback) for its ``n_timesteps`` on ``seed``; (mean, std) return."""
+    """Train a raw zoo entry (without its monitoring callback) for its ``n_timesteps`` on ``seed``; (mean, std) return.
+
+    Raises :class:`sb3_regnorm._divergence.TrainingDiverged` when the agent diverges while training."""
     model, manager = setup_model(algo, env_id, python_entry(entry, keep_callbacks=False), seed, log_folder)
     try:
         model.learn(int(entry["n_timesteps"]), callback=manager.callbacks or None)
+    except DIVERGENCE_ERRORS as exc:  # the agent blew up: the caller records it (a configuration error fails earlier)
+        raise TrainingDiverged(exc, int(model.num_timesteps)) from exc
     finally:
         if model.env is not None:
             model.env.close()

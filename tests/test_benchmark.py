@@ -237,7 +237,7 @@ def test_a_second_runner_of_the_same_campaign_stops_with_a_clear_error(tmp_path:
     folder.mkdir(parents=True)
     with runner.campaign_lock(folder):
         assert (folder / ".runner.lock").read_text().strip() == str(os.getpid())
-        with pytest.raises(runner.CampaignBusyError, match=f"in use by another runner \\(pid {os.getpid()}"):
+        with pytest.raises(runner.CampaignBusyError, match=f"in use by another runner.*held by pid {os.getpid()}"):
             runner.run_campaign(campaign, tmp_path / "out", jobs=1)
         proc = _run_cli(["run", str(tmp_path / "busy.yaml"), "--root", str(tmp_path / "out")], tmp_path)
         out, _ = proc.communicate(timeout=120)

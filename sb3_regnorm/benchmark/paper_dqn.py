@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from sb3_regnorm.benchmark.run import DIVERGENCE_ERRORS, TrainingDiverged
+from sb3_regnorm._divergence import DIVERGENCE_ERRORS, TrainingDiverged
 
 __all__ = ["DEFAULTS", "check_kwargs", "final_eval_returns", "greedy_final_score", "run_paper_dqn"]
 

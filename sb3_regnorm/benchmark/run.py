@@ -27,26 +27,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
+from sb3_regnorm._divergence import DIVERGENCE_ERRORS, TrainingDiverged
 from sb3_regnorm._versions import package_versions
 from sb3_regnorm.benchmark.campaign import EVAL_SEED_BASE, RunSpec
 
-__all__ = ["DIVERGENCE_ERRORS", "FINAL_FRACTION", "TrainingDiverged", "eval_seed", "run_one", "versions"]
+__all__ = ["FINAL_FRACTION", "eval_seed", "run_one", "versions"]
 
 FINAL_FRACTION: Final = 0.9
 """The score averages the evaluations at or after this fraction of the training budget."""
-DIVERGENCE_ERRORS: Final = (FloatingPointError, ValueError)
-"""Errors raised by a diverging agent while it trains (setup errors happen before training and are not caught)."""
 _VERSIONED: Final = ("sb3-regnorm", "stable-baselines3", "rl_zoo3", "torch", "gymnasium", "minigrid", "numpy")
-
-
-class TrainingDiverged(RuntimeError):
-    """The agent raised one of :data:`DIVERGENCE_ERRORS` while training; carries what the run produced until then."""
-
-    def __init__(self, error: BaseException, at_step: int, partial: dict[str, Any]) -> None:
-        super().__init__(f"{type(error).__name__}: {error}")
-        self.error = f"{type(error).__name__}: {error}"
-        self.at_step = at_step
-        self.partial = partial
 
 
 def eval_seed(seed: int) -> int:

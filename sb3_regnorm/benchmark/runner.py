@@ -14,12 +14,13 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from sb3_regnorm._locking import LockBusyError, exclusive_lock
 from sb3_regnorm.benchmark.campaign import Campaign, RunSpec
 
 __all__ = [
@@ -144,41 +145,17 @@ def dry_run_text(campaign: Campaign, records: list[dict[str, Any]], jobs: int) -
     return "\n".join(lines)
 
 
-class CampaignBusyError(RuntimeError):
+class CampaignBusyError(LockBusyError):
     """Another runner holds the campaign folder's lock."""
 
 
-@contextmanager
-def campaign_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive, non-blocking lock on ``folder/.runner.lock`` (the holder's pid is written into it).
+def campaign_lock(folder: Path) -> AbstractContextManager[None]:
+    """The campaign folder's lock (``folder/.runner.lock``, non-blocking).
 
     Why: each runner takes the pending runs from ``runs.jsonl`` when it starts, so two runners of one campaign would
-    both run every pending run. The lock is an advisory ``flock``, released by the OS when the holder dies (no stale
-    lock after a kill); where ``fcntl`` is missing (Windows) no lock is taken."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path = Path(folder) / ".runner.lock"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "unknown"
-            raise CampaignBusyError(
-                f"campaign folder {folder} is in use by another runner (pid {owner}, lock {path}); wait for it to finish, "
-                "or stop it and rerun with a larger --jobs"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    both run every pending run."""
+    busy = f"campaign folder {folder} is in use by another runner; wait for it, or stop it and rerun with a larger --jobs"
+    return exclusive_lock(Path(folder) / ".runner.lock", blocking=False, busy=busy, error=CampaignBusyError)
 
 
 def _append(handle: TextIO, record: dict[str, Any]) -> None:

@@ -1,0 +1,53 @@
+"""One exclusive advisory lock per shared record file or folder (campaign folder, confirmations file, tuning study).
+
+Why: every writer here reads the records, works for minutes or hours, then writes. Two writers at once would run the
+same work twice or drop each other's results without a word. ``flock`` locks are released by the OS when the holder
+dies, so a killed run never leaves a stale lock behind. Where ``fcntl`` is missing (Windows) no lock is taken.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["LockBusyError", "exclusive_lock"]
+
+
+class LockBusyError(RuntimeError):
+    """Another process holds the lock (raised only for a non-blocking lock)."""
+
+
+@contextmanager
+def exclusive_lock(
+    path: str | Path, *, blocking: bool, busy: str = "", error: type[LockBusyError] = LockBusyError
+) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if needed; the holder's pid is written into it).
+
+    ``blocking=False`` raises ``error`` (message ``busy`` plus the holder's pid) when the lock is taken;
+    ``blocking=True`` waits for it, for short critical sections such as a read-merge-write of a records file.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
+        try:
+            fcntl.flock(handle.fileno(), flags)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise error(f"{busy or f'{path} is locked'} (held by pid {owner}, lock file {path})") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
