@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -86,12 +88,20 @@ def changed_overrides(extra: dict[str, Any], entry: dict[str, Any]) -> dict[str,
             old = entry.get("policy_kwargs", {})
             dqn = str(entry.get("policy", "")).startswith("sb3_regnorm.RNDQN")
             defaults = {"activation_fn": "nn.ReLU" if dqn else "nn.Tanh"}
-            changed = {k: v for k, v in value.items() if old.get(k, defaults.get(k)) != v}
+            changed = {k: v for k, v in value.items() if _without_none(old.get(k, defaults.get(k))) != _without_none(v)}
             if changed:
                 out[key] = changed
         elif entry.get(key, _MISSING) != value:
             out[key] = value
     return out
+
+
+def _without_none(value: Any) -> Any:
+    """``norm_kwargs`` with ``momentum=None`` means the same as no ``norm_kwargs`` (None is the layer's default)."""
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if v is not None}
+        return value or None
+    return value
 
 
 def summary(study: optuna.Study, meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -176,6 +186,15 @@ def write_summary(study: optuna.Study, out_dir: str | Path, meta: dict[str, Any]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{study.study_name}.json", out / f"{study.study_name}.md"
-    json_path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    md_path.write_text(markdown(data))
+    _replace(json_path, json.dumps(data, indent=2, default=str) + "\n")
+    _replace(md_path, markdown(data))
     return json_path, md_path
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write through a private temporary file: a reader (or a crash mid-write) never sees half a summary."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)

@@ -18,11 +18,15 @@ MedianPruner.
 
 Nothing is lost: a resumed study reseeds its sampler with ``--seed`` + the number of trials already stored, so it
 continues the sequence instead of replaying it; a trial whose agent raises (e.g. ``FloatingPointError`` from an RN
-overflow) is recorded as FAIL with its error and the study goes on; the summary is rewritten after every trial.
+overflow) is recorded as FAIL with its error and the study goes on; the summary is rewritten after every trial. Nothing
+is mixed: a study stores what defines its trials (entry, fixed values, budget, evaluation, seeds) when it is created,
+and resuming it with different settings is an error; one process at a time runs a study (a lock next to its storage),
+and the zoo entry's own trial is queued again when it has not finished.
 
 Seed protocol: tuning uses seeds >= 1000 (trial ``i`` trains with seed ``--seed + i``; every evaluation of the study
-uses ``--seed + 100000``), so **benchmark reports must use seeds 0..K-1 (K <= 1000)** and never evaluate on a seed a
-trial was selected on.
+uses ``--seed + 300000``, apart from the evaluation envs of confirmations (100000 + 100 x seed) and benchmark
+campaigns (200000 + 100 x seed)), so **benchmark reports must use seeds 0..K-1 (K <= 1000)** and never evaluate on a
+seed a trial was selected on.
 
 Usage (``sb3-regnorm tune ...`` is the same command)::
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import math
 import shlex
 import sys
@@ -54,12 +59,14 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_regnorm import studies, zoo
+from sb3_regnorm._locking import LockBusyError, exclusive_lock
 from sb3_regnorm.nets import NORMS
 from sb3_regnorm.studies import changed_overrides, write_summary
 from sb3_regnorm.training import EVAL_SEED_OFFSET, EvalSettings, evaluate_model, python_entry, setup_model
 
 __all__ = [
     "EVAL_SEED_OFFSET",
+    "TUNING_EVAL_SEED_OFFSET",
     "TUNING_SEED_MIN",
     "TrialEvalCallback",
     "TuneConfig",
@@ -76,6 +83,11 @@ __all__ = [
 
 TUNING_SEED_MIN: Final = 1000
 """Tuning seeds start here; benchmark reports use seeds 0..K-1 with K <= 1000."""
+TUNING_EVAL_SEED_OFFSET: Final = 300_000
+"""A study evaluates on envs seeded ``--seed + TUNING_EVAL_SEED_OFFSET`` (>= 301000): never the envs confirmations
+(``EVAL_SEED_OFFSET + 100 x seed``, < 200000) or benchmark campaigns (200000 + 100 x seed + i, < 300000) score on."""
+_TRIAL_DEFINING: Final = ("algo", "env", "norm", "n_timesteps", "evaluation", "seeds", "fixed", "zoo_entry")
+"""Stored facts of a study that define what its trials mean: a resumed study must not change them."""
 ACTIVATIONS: Final = {"tanh": "nn.Tanh", "relu": "nn.ReLU"}
 _PPO_EPOCHS: Final = (3, 4, 6, 8, 10)
 _ENT_COEFS: Final = (0.0, 0.00001, 0.001, 0.01)
@@ -178,6 +190,12 @@ def _base_activation(algo: str, base: dict[str, Any]) -> str:
     return {v: k for k, v in ACTIVATIONS.items()}[name]
 
 
+def _entry_momentum(base: dict[str, Any]) -> float | None:
+    """The entry's RN momentum (None: the faithful, unbounded history)."""
+    momentum = base.get("policy_kwargs", {}).get("norm_kwargs", {}).get("momentum")
+    return None if momentum is None else float(momentum)
+
+
 def base_params(algo: str, base: dict[str, Any], norm: str) -> dict[str, Any]:
     """The entry's own values as a point of the search space (enqueued as a new study's first trial)."""
     params: dict[str, Any] = {}
@@ -187,7 +205,7 @@ def base_params(algo: str, base: dict[str, Any], norm: str) -> dict[str, Any]:
     params["learning_rate"] = lr
     params["activation"] = _base_activation(algo, base)
     if norm in (*zoo.RN_NORMS, "auto"):
-        params["momentum"] = base.get("policy_kwargs", {}).get("norm_kwargs", {}).get("momentum")
+        params["momentum"] = _entry_momentum(base)
     for key in _ALGO_KNOBS[algo]:
         params[key] = _entry_value(algo, base, key)
     return params
@@ -202,7 +220,7 @@ def sample_params(trial: optuna.Trial, algo: str, base: dict[str, Any], norm: st
     params["learning_rate"] = trial.suggest_float("learning_rate", 0.3 * lr, 3.0 * lr, log=True)
     params["activation"] = trial.suggest_categorical("activation", list(ACTIVATIONS))
     if norm in (*zoo.RN_NORMS, "auto"):
-        params["momentum"] = trial.suggest_categorical("momentum", list(_MOMENTA))
+        params["momentum"] = trial.suggest_categorical("momentum", _choices(_MOMENTA, _entry_momentum(base)))
     if algo == "ppo":
         params["n_epochs"] = trial.suggest_categorical("n_epochs", _choices(_PPO_EPOCHS, _entry_value(algo, base, "n_epochs")))
         params["ent_coef"] = trial.suggest_categorical("ent_coef", _choices(_ENT_COEFS, _entry_value(algo, base, "ent_coef")))
@@ -233,7 +251,7 @@ def params_to_extra(algo: str, base: dict[str, Any], params: dict[str, Any]) -> 
     policy_kwargs: dict[str, Any] = {}
     if "activation" in params:
         policy_kwargs["activation_fn"] = ACTIVATIONS[params["activation"]]
-    if params.get("momentum") is not None:
+    if "momentum" in params:  # None too: a sampled None must override an entry's momentum, not leave it in place
         policy_kwargs["norm_kwargs"] = {"momentum": params["momentum"]}
     if policy_kwargs:
         extra["policy_kwargs"] = policy_kwargs
@@ -276,7 +294,7 @@ class TrialEvalCallback(BaseCallback):
 # ------------------------------------------------------------------------------------------ objective
 def _eval_settings(config: TuneConfig) -> EvalSettings:
     """Every evaluation of a study uses the same envs, seeded far from any training seed."""
-    return EvalSettings(config.eval_episodes, config.n_eval_envs, config.seed + EVAL_SEED_OFFSET)
+    return EvalSettings(config.eval_episodes, config.n_eval_envs, config.seed + TUNING_EVAL_SEED_OFFSET)
 
 
 def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], train_seed: int) -> float:
@@ -332,9 +350,9 @@ def _objective(config: TuneConfig, base: dict[str, Any]) -> Callable[[optuna.Tri
         train_seed = config.seed + trial.number
         trial.set_user_attr("norm", norm)
         trial.set_user_attr("train_seed", train_seed)
-        trial.set_user_attr("eval_seed", config.seed + EVAL_SEED_OFFSET)
+        trial.set_user_attr("eval_seed", config.seed + TUNING_EVAL_SEED_OFFSET)
         extra = _without_fixed(extra, config.fixed)
-        trial.set_user_attr("zoo_overrides", extra)
+        trial.set_user_attr("zoo_overrides", zoo.merge_overrides(config.fixed, extra))  # all that differs from the zoo
         entry = zoo.raw_entry(config.algo, config.env_id, norm, zoo.merge_overrides(config.fixed, extra))
         entry["n_timesteps"] = config.n_timesteps
         try:
@@ -357,7 +375,8 @@ def _storage(url: str) -> str:
 
 
 def _meta(config: TuneConfig, base: dict[str, Any]) -> dict[str, Any]:
-    """Facts about the study that do not come from the trials (``base``: the zoo entry the study starts from)."""
+    """Facts about the study that do not come from the trials (``base``: the zoo entry as shipped, without ``--hp``;
+    trials record their overrides including the fixed values, so a best trial's overrides are all it changed)."""
     return {
         "study_name": config.study_name,
         "algo": config.algo,
@@ -368,7 +387,7 @@ def _meta(config: TuneConfig, base: dict[str, Any]) -> dict[str, Any]:
             f"{config.eval_episodes} episodes on {config.n_eval_envs} envs, {config.n_evaluations} evaluation(s) per "
             f"trial, {'stochastic' if config.env_id in zoo.MINIGRID_IDS else 'deterministic'} actions"
         ),
-        "seeds": f"train {config.seed} + trial number; eval {config.seed + EVAL_SEED_OFFSET}",
+        "seeds": f"train {config.seed} + trial number; eval {config.seed + TUNING_EVAL_SEED_OFFSET}",
         "fixed": config.fixed,
         "zoo_entry": base,
         "storage": config.storage,
@@ -383,55 +402,101 @@ def _meta(config: TuneConfig, base: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_study(config: TuneConfig, objective: Callable[[optuna.Trial], float] | None = None) -> optuna.Study:
-    """Create or resume the study, enqueue the zoo entry as a new study's first trial, optimize, write the summary.
+    """Create or resume the study, queue the zoo entry's own trial until it has finished, optimize, write the summary.
 
     ``objective`` replaces the training objective (tests use a cheap one); the sampler is seeded with ``config.seed``
-    plus the number of trials already stored, so each resumption draws new parameters.
+    plus the number of trials already stored, so each resumption draws new parameters. Raises ``ValueError`` when a
+    stored study was defined differently, and :class:`sb3_regnorm._locking.LockBusyError` when another process runs it.
     """
     zoo.build_policy(zoo.load_entry(config.algo, config.env_id, config.entry_norm, zoo_dir=None))  # fail before any trial
     base = zoo.raw_entry(config.algo, config.env_id, config.entry_norm, config.fixed)
-    study = optuna.create_study(
-        storage=_storage(config.storage), study_name=config.study_name, direction="maximize", load_if_exists=True
-    )
-    n_existing = len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=config.seed + n_existing)
-    study.pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=config.n_startup_trials, n_warmup_steps=0)
-        if config.n_evaluations > 1
-        else optuna.pruners.NopPruner()
-    )
-    if n_existing == 0:
-        study.enqueue_trial(base_params(config.algo, base, config.norm))
-    meta = _meta(config, base)
+    meta = _meta(config, zoo.raw_entry(config.algo, config.env_id, config.entry_norm))
     out_dir = config.summary_dir or summary_dir(config.storage, config.log_folder)
-
-    def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        meta["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        study.set_user_attr(studies.META_KEY, meta)
-        write_summary(study, out_dir)
-        print(f"[tune] trial {trial.number} {trial.state.name} value={trial.value} params={trial.params}", flush=True)
-
-    study.set_user_attr(studies.META_KEY, meta)
-    try:
-        study.optimize(
-            objective or _objective(config, base),
-            n_trials=config.n_trials,
-            timeout=config.timeout,
-            catch=(Exception,),
-            callbacks=[on_trial_end],
-            gc_after_trial=True,
+    busy = f"study {config.study_name} is being tuned by another process; wait for it (a study runs one trial at a time)"
+    with exclusive_lock(_lock_path(config), blocking=False, busy=busy):
+        study = optuna.create_study(
+            storage=_storage(config.storage), study_name=config.study_name, direction="maximize", load_if_exists=True
         )
-    finally:  # also after Ctrl-C: the interrupted trial is stored as FAIL and shows in the summary
-        write_summary(study, out_dir)
+        _check_same_definition(study, meta)
+        n_existing = len(study.get_trials(deepcopy=False))
+        study.sampler = optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=config.seed + n_existing)
+        study.pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=config.n_startup_trials, n_warmup_steps=0)
+            if config.n_evaluations > 1
+            else optuna.pruners.NopPruner()
+        )
+        entry_params = base_params(config.algo, base, config.norm)
+        if not _has_trial(study, entry_params):
+            study.enqueue_trial(entry_params)
+
+        def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            meta["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            study.set_user_attr(studies.META_KEY, meta)
+            write_summary(study, out_dir)
+            print(f"[tune] trial {trial.number} {trial.state.name} value={trial.value} params={trial.params}", flush=True)
+
+        study.set_user_attr(studies.META_KEY, meta)
+        try:
+            study.optimize(
+                objective or _objective(config, base),
+                n_trials=config.n_trials,
+                timeout=config.timeout,
+                catch=(Exception,),
+                callbacks=[on_trial_end],
+                gc_after_trial=True,
+            )
+        finally:  # also after Ctrl-C: the interrupted trial is stored as FAIL and shows in the summary
+            write_summary(study, out_dir)
     return study
 
 
-def promote(storage: str, study_name: str, out_dir: str | Path = DEFAULT_PROMOTE_DIR) -> tuple[Path, Path]:
-    """Write a stored study's summary into ``out_dir`` (``zoo/studies``): the one step that changes committed records."""
+def _lock_path(config: TuneConfig) -> Path:
+    """Next to a ``sqlite:///`` file; for other storages (shared by several machines) in the local log folder."""
+    if config.storage.startswith("sqlite:///"):
+        db = Path(config.storage[len("sqlite:///") :])
+        return db.with_name(f".{db.name}.{config.study_name}.lock")
+    return config.log_folder / f".{config.study_name}.lock"
+
+
+def _check_same_definition(study: optuna.Study, meta: dict[str, Any]) -> None:
+    """A resumed study must keep what its trials mean: refuse settings that differ from the stored ones."""
+    stored = study.user_attrs.get(studies.META_KEY)
+    if not stored or not study.get_trials(deepcopy=False):
+        return
+    stored = json.loads(json.dumps(stored, default=str))
+    current = json.loads(json.dumps(meta, default=str))
+    changed = [key for key in _TRIAL_DEFINING if key in stored and stored[key] != current.get(key)]
+    if changed:
+        detail = "; ".join(f"{key}: stored {stored[key]!r}, now {current.get(key)!r}" for key in changed)
+        raise ValueError(
+            f"study {study.study_name} was created with other settings ({detail}); resuming would mix trials that mean "
+            "different things. Use a new --study-name, or the study's own settings."
+        )
+
+
+def _has_trial(study: optuna.Study, params: dict[str, Any]) -> bool:
+    """Whether a trial with exactly ``params`` has finished (complete or pruned) or is waiting to run."""
+    alive = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.WAITING)
+    return any(t.params == params or t.system_attrs.get("fixed_params") == params for t in study.get_trials(states=alive))
+
+
+def promote(
+    storage: str, study_name: str, out_dir: str | Path = DEFAULT_PROMOTE_DIR, force: bool = False
+) -> tuple[Path, Path]:
+    """Write a stored study's summary into ``out_dir`` (``zoo/studies``): the one step that changes committed records.
+
+    Refuses (unless ``force``) to replace a committed summary that holds more trials than the study: that record may
+    back adopted zoo values, and a shorter study of the same name (e.g. a fresh one in a new clone) would erase it."""
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError as exc:
         raise ValueError(f"no study {study_name!r} in {storage}") from exc
+    committed = Path(out_dir) / f"{study_name}.json"
+    if committed.is_file() and not force:
+        old = json.loads(committed.read_text()).get("trials", {})
+        n_old, n_new = sum(old.values()) if isinstance(old, dict) else 0, len(study.trials)
+        if n_old > n_new:
+            raise ValueError(f"{committed} records {n_old} trials, the study only {n_new}: pass --force to replace it")
     return write_summary(study, out_dir)
 
 
@@ -477,6 +542,7 @@ def _promote_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--study-name", required=True)
     parser.add_argument("--storage", default="", help="default sqlite:///logs/tuning/<study>.db")
     parser.add_argument("--to", default=str(DEFAULT_PROMOTE_DIR), help="default %(default)s")
+    parser.add_argument("--force", action="store_true", help="replace a committed summary that has more trials")
     return parser
 
 
@@ -487,7 +553,7 @@ def _promote_main(argv: list[str], prog: str) -> int:
         print(f"error: no study storage {storage}", file=sys.stderr)
         return 2
     try:
-        for path in promote(storage, args.study_name, args.to):
+        for path in promote(storage, args.study_name, args.to, args.force):
             print(path)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -523,9 +589,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.t
     torch.set_num_threads(args.num_threads)
     try:
         study = run_study(config)
-    except zoo.ZooError as exc:
+    except (zoo.ZooError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except LockBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         print(f"[tune] best value {study.best_value:.4g} with {study.best_params}")

@@ -68,6 +68,73 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, monke
     assert "FloatingPointError" in (tmp_path / "tuning" / "tiny.md").read_text()
 
 
+def _fake_training(monkeypatch: pytest.MonkeyPatch, fail: tuple[int, ...] = ()) -> None:
+    """Study mechanics without training: a trial's value is its number (trials in ``fail`` raise like an RN overflow)."""
+
+    def value(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seed: int) -> float:
+        if trial.number in fail:
+            raise FloatingPointError("RegularityNorm: overflow")
+        return float(trial.number)
+
+    monkeypatch.setattr(tune, "_train_trial", value)
+
+
+def test_resuming_with_other_settings_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trials of different budgets, evaluations or fixed values must not be compared in one study."""
+    _fake_training(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert tune_main(_argv(tmp_path, 1)) == 0
+    changed = [a if a != "40" else "80" for a in _argv(tmp_path, 1)]  # --n-timesteps 40 -> 80
+    assert tune_main(changed) == 2
+    err = capsys.readouterr().err
+    assert "created with other settings (n_timesteps: stored 40, now 80)" in err
+    assert tune_main([*_argv(tmp_path, 1), "--eval-episodes", "3"]) == 2
+    assert tune_main(_argv(tmp_path, 1, "--hp", "n_envs=8", "gamma=0.9")) == 2
+    assert len(_study(tmp_path).trials) == 1
+    assert tune_main(_argv(tmp_path, 1)) == 0  # the study's own settings resume it
+    assert len(_study(tmp_path).trials) == 2
+
+
+def test_one_process_per_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two processes on one study would seed their samplers alike and draw the same parameters."""
+    from sb3_regnorm._locking import exclusive_lock
+
+    _fake_training(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    config = tune.config_from_args(tune._parser("t").parse_args(_argv(tmp_path, 1)))
+    with exclusive_lock(tune._lock_path(config), blocking=False):
+        assert tune_main(_argv(tmp_path, 1)) == 3
+    assert "is being tuned by another process" in capsys.readouterr().err
+    assert tune_main(_argv(tmp_path, 1)) == 0  # released
+
+
+def test_the_zoo_entry_trial_is_queued_again_until_it_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_training(monkeypatch, fail=(0,))
+    monkeypatch.chdir(tmp_path)
+    assert tune_main(_argv(tmp_path, 2)) == 0
+    assert tune_main(_argv(tmp_path, 1)) == 0
+    trials = _study(tmp_path).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    assert trials[2].state == optuna.trial.TrialState.COMPLETE and trials[2].params == trials[0].params
+    summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
+    assert summary["trial_table"][1]["zoo_overrides"]["n_envs"] == 8  # fixed (--hp) values are part of what a trial ran
+
+
+def test_promote_keeps_a_longer_committed_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_training(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert tune_main(_argv(tmp_path, 1)) == 0
+    committed = tmp_path / "studies" / "tiny.json"
+    committed.parent.mkdir()
+    committed.write_text('{"trials": {"COMPLETE": 8}}\n')
+    storage = f"sqlite:///{tmp_path / 'tuning' / 'study.db'}"
+    argv = ["promote", "--study-name", "tiny", "--storage", storage, "--to", str(committed.parent)]
+    assert tune_main(argv) == 2 and json.loads(committed.read_text()) == {"trials": {"COMPLETE": 8}}
+    assert tune_main([*argv, "--force"]) == 0 and json.loads(committed.read_text())["trials"] == {"COMPLETE": 1}
+
+
 def test_tuning_in_a_fresh_clone_leaves_zoo_studies_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     studies = tmp_path / "zoo" / "studies"
     studies.mkdir(parents=True)
@@ -125,6 +192,14 @@ def test_sampled_values_map_to_zoo_overrides() -> None:
     rendered = zoo.entry("a2c", zoo.LUNAR_LANDER, "rn", extra)
     assert rendered["policy_kwargs"] == "dict(norm='rn', activation_fn=nn.ReLU, norm_kwargs=dict(momentum=0.01))"
     assert rendered["n_steps"] == 16
+    # a sampled momentum None overrides an entry's momentum (PPO's tuned entry has 0.01), and is no change without one
+    ppo = zoo.raw_entry("ppo", zoo.LUNAR_LANDER, "rn")
+    assert ppo["policy_kwargs"]["norm_kwargs"]["momentum"] == 0.01
+    extra = params_to_extra("ppo", ppo, {"momentum": None})
+    trained = zoo.raw_entry("ppo", zoo.LUNAR_LANDER, "rn", extra)
+    assert trained["policy_kwargs"]["norm_kwargs"]["momentum"] is None
+    assert tune.changed_overrides(extra, ppo) == extra
+    assert tune.changed_overrides(params_to_extra("a2c", a2c, {"momentum": None}), a2c) == {}
 
 
 def test_fixed_overrides_beat_sampled_values() -> None:
