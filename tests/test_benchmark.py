@@ -56,8 +56,10 @@ def test_shipped_campaigns_load_with_their_matrix() -> None:
     assert [r.arm for r in runs[:5]] == ["none", "ln", "rn", "rln", "rnln"]  # seed-major: seed 0 of every arm first
     assert {r.seed for r in runs[:5]} == {0} and max(r.seed for r in runs) == 19
     assert runs[0].hyperparams["exploration"] == "corrected" and runs[0].n_timesteps == 200_000
-    lunar = cmod.load_campaign("lunarlander")
-    assert len(lunar.runs()) == 3 * 6 * 10
+    lunar = cmod.load_campaign("lunarlander").runs()
+    assert len(lunar) == 3 * 6 * 10
+    assert [r.algo for r in lunar[::60]] == ["a2c", "ppo", "dqn"]  # cheapest task complete first (stages)
+    assert {r.algo for r in lunar[:60]} == {"a2c"} and {r.seed for r in lunar[:6]} == {0}
     minigrid = cmod.load_campaign("minigrid").runs()
     assert len(minigrid) == 5 * 10 + 3 * 5
     assert all(r.env.startswith("MiniGrid-DoorKey") for r in minigrid[:50])  # stage 0 (DoorKey) before RedBlueDoors
