@@ -30,6 +30,7 @@ phase a model's training envs are in.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from typing import Any, Final
@@ -160,10 +161,17 @@ class PhaseClockCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.schedule is not None:
-            if self.schedule.switches_at(self.num_timesteps) != self.switches:
+            # A switch is due at k * switch_every < the budget (PhaseSchedule.switch_timesteps): one that falls on the
+            # last step, or inside the rollout that overshoots the budget, would open a phase no training happens in.
+            if self.schedule.switches_at(self.num_timesteps) != self.switches and self.num_timesteps < self._budget():
                 self._advance()
             self.logger.record(PHASE_TAG, self.phase)
         return True
+
+    def _budget(self) -> float:
+        """The agent timestep this ``learn()`` stops at (SB3's ``_total_timesteps``, counted across resumed calls)."""
+        total = getattr(self.model, "_total_timesteps", None)
+        return float(total) if isinstance(total, int) and total > 0 else math.inf
 
     # ------------------------------------------------------------------ internals
     def _advance(self) -> None:

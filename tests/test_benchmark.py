@@ -337,17 +337,23 @@ def test_phase_metrics_by_hand() -> None:
     run = {
         "hyperparams": {"env_kwargs": {"switch_every": 100}},
         "curve": {
-            "steps": [50, 100, 150, 200, 250, 300],
-            "phase": [0, 0, 1, 1, 0, 0],  # phases cycle: segment 2 is phase 0 again
-            "switches": [0, 0, 1, 1, 2, 2],
-            "returns": [90, 100, -50, 96, 0, 5],
+            "steps": [50, 100, 150, 200, 250, 300, 350, 400],
+            "phase": [0, 0, 1, 1, 0, 0, 1, 1],  # phases cycle: segment 2 is phase 0 again, segment 3 phase 1
+            "switches": [0, 0, 1, 1, 2, 2, 3, 3],
+            "returns": [90, 100, -50, 96, 0, 5, 10, 30],
         },
     }
-    means, recovery = phase_metrics(run)
-    assert means == {0: pytest.approx((90 + 100 + 0 + 5) / 4), 1: 23.0}
-    # phase 1: level 95, threshold 95 - 10 = 85: 96 at step 200 -> 100 steps after the switch at 100;
-    # phase 2: level mean(-50, 96) = 23, threshold 13: never reached
-    assert recovery == [100.0, None]
+    m = phase_metrics(run)
+    # segment 0 (learning from scratch) is left out of the per-phase means
+    assert m.means == {0: pytest.approx(2.5), 1: pytest.approx((-50 + 96 + 10 + 30) / 4)}
+    # drop = mean of the last two evaluations before the switch - the first one after it
+    assert m.drops == [pytest.approx(95 - -50), pytest.approx(23 - 0), pytest.approx(2.5 - 10)]
+    # into phase 1 (segment 1): never seen before, no recovery measured; into phase 0 (segment 2): its level was 95
+    # (threshold 85), never reached; into phase 1 again (segment 3): level 23, threshold 13, reached by 30 at step 400,
+    # 50 steps after the segment's first evaluation
+    assert m.recovery == [None, 50.0]
+    flat = {**run, "curve": {**run["curve"], "returns": [-100.0] * 8}}  # an arm that never learns
+    assert phase_metrics(flat).recovery == [0.0, 0.0] and phase_metrics(flat).drops == [0.0] * 3
 
 
 def test_nonstationary_run_evaluates_in_the_training_phase() -> None:
@@ -376,5 +382,5 @@ def test_nonstationary_run_evaluates_in_the_training_phase() -> None:
     (spec,) = cmod.campaign_from_dict(data, "test").runs()
     record = run_one(spec)
     phases, switches, steps = record["curve"]["phase"], record["curve"]["switches"], record["curve"]["steps"]
-    # CartPoleObsShift cycles through 4 phases: switch k puts the env in phase k % 4
-    assert switches == [s // 128 for s in steps] == [1, 2, 3, 4] and phases == [1, 2, 3, 0]
+    # CartPoleObsShift cycles through 4 phases: switch k puts the env in phase k % 4; none on the budget's last step
+    assert switches == [min(s // 128, 3) for s in steps] == [1, 2, 3, 3] and phases == [1, 2, 3, 3]

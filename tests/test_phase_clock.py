@@ -111,11 +111,12 @@ def test_rl_zoo3_eval_callback_evaluates_the_training_phase(tmp_path: Path) -> N
     assert evaluation.eval_env.get_attr("switch_every") == [10_000] * 2
     schedule = PhaseSchedule(64, 4)
     assert [t for t, _, _ in probe.records] == [40 * k for k in range(1, 9)]
-    for timesteps, phases, _ in probe.records:
-        assert phases == [schedule.phase_at(timesteps)] * 2  # the phase training is in, on every eval env
+    switches = schedule.switch_timesteps(320)  # 64, 128, 192, 256: none on the budget's last step
+    for timesteps, phases, _ in probe.records:  # the phase training is in, on every eval env
+        assert phases == [schedule.phase_of(sum(s <= timesteps for s in switches))] * 2
     steps = [s for _, _, s in probe.records]
     assert steps == sorted(steps) and steps[0] > 0  # evaluation episodes ran without moving the schedule
-    assert probe.records[-1][1] == [schedule.phase_at(320)] * 2
+    assert probe.records[-1][1] == [schedule.phase_at(256)] * 2  # the final evaluation scores the last trained phase
 
 
 def test_eval_phase_holds_the_eval_envs_at_a_named_phase() -> None:
@@ -127,8 +128,8 @@ def test_eval_phase_holds_the_eval_envs_at_a_named_phase() -> None:
     clock = PhaseClockCallback(eval_phase=3)
     model.learn(128, callback=[clock, evaluation])
     assert len(probe.records) == 4 and all(phases == [3] for _, phases, _ in probe.records)
-    assert clock.changes == [(0, 0), (32, 1), (64, 2), (96, 3), (128, 0)]
-    assert env.get_attr("phase") == [0, 0] and clock.phase == 0
+    assert clock.changes == [(0, 0), (32, 1), (64, 2), (96, 3)]  # none at 128, the last step of the budget
+    assert env.get_attr("phase") == [3, 3] and clock.phase == 3  # the last trained phase
 
 
 def test_sync_phase_sets_fresh_eval_envs() -> None:
@@ -174,7 +175,7 @@ def test_clock_drives_subprocess_envs() -> None:
     try:
         model = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, policy_kwargs={"net_arch": [8]})
         clock = PhaseClockCallback()
-        model.learn(96, callback=clock)
+        model.learn(128, callback=clock)  # switches at 32, 64, 96 (< the budget)
         assert clock.changes == [(0, 0), (32, 1), (64, 2), (96, 3)] and env.get_attr("phase") == [3, 3]
     finally:
         env.close()
@@ -261,11 +262,12 @@ def test_resume_in_a_fresh_process_continues_the_schedule(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert (result["start"], result["end"]) == (96, 192)
-    # phase 1 at the resume point, the next switches on time at 128 and 192 (not restarted at 0)
-    assert result["changes"] == [[96, 1], [128, 2], [192, 3]]
+    # phase 1 at the resume point, the next switch on time at 128 (not restarted at 0); none at 192, the budget's
+    # last step: it would open a phase no training happens in (and score the final evaluation there)
+    assert result["changes"] == [[96, 1], [128, 2]]
     assert result["first"] == [1] * 4  # the first observations after the resume already belong to phase 1
     assert result["seen"] == [1, 2]
-    assert result["phases"] == [3] * 4
+    assert result["phases"] == [2] * 4
 
 
 # ------------------------------------------------------------------------------------------ random schedule seeding

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +28,7 @@ __all__ = [
     "BASELINES",
     "MIN_RUNS_FOR_VERDICT",
     "RECOVERY_TOLERANCE",
+    "PhaseMetrics",
     "build_report",
     "phase_metrics",
     "poi_verdict",
@@ -267,68 +268,93 @@ def _task_section(
 
 
 RECOVERY_TOLERANCE: Final = 0.1
-"""A run has recovered from a switch at the first evaluation in the new phase whose return is within 10% (of the
-magnitude, at least 10 return units) of its level before the switch (mean of the last two evaluations of the old phase)."""
+"""A run has recovered after a switch at the first evaluation of the new segment whose return is within 10% (of the
+magnitude, at least 10 return units) of what it reached the last time it was in the same phase (mean of the last two
+evaluations of that earlier segment). The same phase, not the previous one: phases differ in difficulty, and an arm
+that does equally badly everywhere would otherwise "recover" at every switch."""
 
 
-def phase_metrics(run: dict[str, Any]) -> tuple[dict[int, float], list[float | None]]:
-    """Mean evaluation return per phase id and, for each switch, the agent steps to recover (``None``: not within the
-    new segment).
+@dataclass(frozen=True)
+class PhaseMetrics:
+    """What one non-stationary run did around its phase switches (see :func:`phase_metrics`)."""
 
-    Evaluations are grouped into segments by the switch count (phases cycle, so a phase id recurs); steps to recover
-    run from the switch (``switches * switch_every``) to the recovering evaluation point.
+    means: dict[int, float]
+    """Mean evaluation return per phase id, over the segments after the first (segment 0 is learning from scratch)."""
+    drops: list[float]
+    """Per switch: return before it (mean of the last two evaluations) minus the first evaluation after it."""
+    recovery: list[float | None]
+    """Per switch into a phase seen before: agent steps from the first evaluation after the switch to the evaluation
+    that is back at the phase's earlier level (0: already there; ``None``: not within the segment)."""
+
+
+def phase_metrics(run: dict[str, Any]) -> PhaseMetrics:
+    """Per-phase return, the drop at each switch, and the steps to recover after switches into a phase seen before.
+
+    Evaluations are grouped into segments by the switch count (phases cycle, so a phase id recurs). Steps to recover
+    count from the first evaluation of the new segment, not from the switch: evaluation points do not fall on the
+    switches (PPO evaluates at rollout starts), so counting from the switch would add an offset that is the same for
+    every arm and varies from switch to switch.
     """
     curve = run["curve"]
-    phases, steps, returns = curve["phase"], curve["steps"], curve["returns"]
-    segments_of = curve.get("switches") or phases
     by_segment: dict[int, list[tuple[int, float]]] = defaultdict(list)
     phase_of: dict[int, int] = {}
-    for phase, segment, step, ret in zip(phases, segments_of, steps, returns, strict=True):
+    segments_of = curve.get("switches") or curve["phase"]
+    for phase, segment, step, ret in zip(curve["phase"], segments_of, curve["steps"], curve["returns"], strict=False):
         if phase is not None and segment is not None:
             by_segment[int(segment)].append((int(step), float(ret)))
             phase_of[int(segment)] = int(phase)
-    per_phase: dict[int, list[float]] = defaultdict(list)
-    for segment, points in by_segment.items():
-        per_phase[phase_of[segment]] += [r for _, r in points]
-    means = {k: float(np.mean(v)) for k, v in sorted(per_phase.items())}
-    switch_every = int(run["hyperparams"].get("env_kwargs", {}).get("switch_every", 0))
-    recovery: list[float | None] = []
     order = sorted(by_segment)
-    for prev, cur in pairwise(order):
-        level = float(np.mean([r for _, r in by_segment[prev][-2:]]))
-        threshold = level - max(RECOVERY_TOLERANCE * abs(level), 10.0)
-        hit = next((step for step, ret in by_segment[cur] if ret >= threshold), None)
-        start = cur * switch_every if switch_every else by_segment[cur][0][0]
-        recovery.append(None if hit is None else float(max(hit - start, 0)))
-    return means, recovery
+    per_phase: dict[int, list[float]] = defaultdict(list)
+    for segment in order[1:]:
+        per_phase[phase_of[segment]] += [r for _, r in by_segment[segment]]
+    means = {k: float(np.mean(v)) for k, v in sorted(per_phase.items())}
+    drops: list[float] = []
+    recovery: list[float | None] = []
+    last_level: dict[int, float] = {}  # phase id -> level at the end of its latest segment
+    for index, segment in enumerate(order):
+        points, phase = by_segment[segment], phase_of[segment]
+        if index > 0:
+            before = float(np.mean([r for _, r in by_segment[order[index - 1]][-2:]]))
+            drops.append(before - points[0][1])
+            if phase in last_level:
+                level = last_level[phase]
+                threshold = level - max(RECOVERY_TOLERANCE * abs(level), 10.0)
+                hit = next((step for step, ret in points if ret >= threshold), None)
+                recovery.append(None if hit is None else float(hit - points[0][0]))
+        last_level[phase] = float(np.mean([r for _, r in points[-2:]]))
+    return PhaseMetrics(means, drops, recovery)
 
 
 def _phase_section(task: Task, arms: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Return per phase (IQM across runs) and steps to recover after a switch, for runs with a phase-tagged curve."""
+    """Return per phase (IQM across runs), the drop at a switch and the steps to recover, for phase-tagged curves."""
     runs_with_phases = {arm: [r for r in runs if r.get("curve", {}).get("phase")] for arm, runs in arms.items()}
     if not any(runs_with_phases.values()):
         return []
     per_arm = {arm: [phase_metrics(r) for r in runs] for arm, runs in runs_with_phases.items() if runs}
-    phases = sorted({k for metrics in per_arm.values() for means, _ in metrics for k in means})
+    phases = sorted({k for metrics in per_arm.values() for m in metrics for k in m.means})
     lines = [
-        f"Non-stationary {task[1]}: evaluation return per phase (IQM across runs), and agent steps to recover after a "
-        "switch (median over switches and runs; recovered = back within 10% (>= 10 units) of the pre-switch level "
-        "within the new phase):",
+        f"Non-stationary {task[1]}: evaluation return per phase (IQM across runs; segments after the first), the drop "
+        "in return at a switch (median over switches and runs), and the agent steps to recover after a switch into a "
+        "phase seen before (median; counted from the first evaluation after the switch; recovered = back within 10% "
+        "(>= 10 units) of the run's level the last time it was in that phase). Read recovery with the per-phase "
+        "return: an arm that is poor everywhere also loses little.",
         "",
-        "| arm | " + " | ".join(f"phase {k}" for k in phases) + " | recovered | median steps to recover |",
-        "|---|" + "---|" * (len(phases) + 2),
+        "| arm | " + " | ".join(f"phase {k}" for k in phases) + " | median drop | recovered | median steps to recover |",
+        "|---|" + "---|" * (len(phases) + 3),
     ]
     for arm in _arm_order(per_arm):
         metrics = per_arm[arm]
         cells = []
         for k in phases:
-            values = [means[k] for means, _ in metrics if k in means]
+            values = [m.means[k] for m in metrics if k in m.means]
             cells.append(_fmt(stats.iqm(values)) if values else "-")
-        steps = [s for _, rec in metrics for s in rec]
+        drops = [d for m in metrics for d in m.drops]
+        steps = [s for m in metrics for s in m.recovery]
         done = [s for s in steps if s is not None]
+        drop = _fmt(float(np.median(drops))) if drops else "-"
         share = f"{len(done)}/{len(steps)}" if steps else "-"
         median = f"{np.median(done):,.0f}" if done else "-"
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {share} | {median} |")
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {drop} | {share} | {median} |")
     return [*lines, ""]
 
 

@@ -131,13 +131,14 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
             manager.seed = train_seed
         try:
             phase, switches = _sync_eval_phase(model, manager.callbacks, env)
-            curve["phase"].append(phase)
-            curve["switches"].append(switches)
             returns, _ = evaluate_policy(
                 model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True, warn=False
             )
         finally:
             env.close()
+        # every list grows only once the evaluation succeeded: a run diverging inside it keeps a consistent curve
+        curve["phase"].append(phase)
+        curve["switches"].append(switches)
         curve["steps"].append(int(step))
         curve["returns"].append(float(np.mean(returns)))
         curve["std"].append(float(np.std(returns)))
