@@ -7,7 +7,8 @@ Usage::
     sb3-regnorm bench run CAMPAIGN --backend ray --address HOST:PORT      # one Ray task per run on a cluster
     sb3-regnorm bench report CAMPAIGN [--root logs/benchmarks]
 
-``CAMPAIGN`` is a shipped campaign name (``paper``, ``lunarlander``, ``minigrid``, ``nonstationary``) or the path of
+``CAMPAIGN`` is a shipped campaign name (``paper``, ``paper_quirk``, ``lunarlander``, ``minigrid``,
+``nonstationary``) or the path of
 your own campaign file (YAML, JSON or TOML; see :mod:`sb3_regnorm.benchmark.campaign`). Results go to
 ``<root>/<campaign name>/runs.jsonl``; rerunning the same command resumes an interrupted campaign.
 """
