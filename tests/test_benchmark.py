@@ -278,10 +278,10 @@ def test_a_diverged_run_is_recorded_and_counts_as_the_worst_run(
     """A seed that diverges would diverge on every retry: it must be recorded, not dropped (survivorship bias)."""
     from sb3_regnorm.benchmark import run
 
-    (tmp_path / "diverging_cb.py").write_text(DIVERGING_CALLBACK)
+    (tmp_path / "bench_diverging_cb.py").write_text(DIVERGING_CALLBACK)
     monkeypatch.syspath_prepend(str(tmp_path))
     data = tiny_campaign("div", seeds=1)
-    data["experiments"][0]["hyperparams"] = {**TINY_PPO, "callback": ["diverging_cb.DivergeAt"]}
+    data["experiments"][0]["hyperparams"] = {**TINY_PPO, "callback": ["bench_diverging_cb.DivergeAt"]}
     spec = next(s for s in cmod.load_campaign(write_campaign(tmp_path, data)).runs() if s.arm == "rn")
     record = run.run_one(spec)
     assert record["score"] is None and record["diverged"]["error"].startswith("FloatingPointError: RegularityNorm output")

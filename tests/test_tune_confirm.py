@@ -85,14 +85,14 @@ def test_a_diverged_seed_is_recorded_and_shown(tmp_path: Path, monkeypatch: pyte
     from sb3_regnorm import training
     from sb3_regnorm._divergence import TrainingDiverged
 
-    (tmp_path / "diverging_cb.py").write_text(
+    (tmp_path / "confirm_diverging_cb.py").write_text(
         "from stable_baselines3.common.callbacks import BaseCallback\n\n\nclass DivergeAt(BaseCallback):\n"
         "    def _on_step(self) -> bool:\n        if self.num_timesteps >= 40:\n"
         "            raise FloatingPointError('RegularityNorm output overflowed float32 (test)')\n        return True\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     real = training.train_and_score
-    entry = {**zoo.raw_entry("a2c", zoo.LUNAR_LANDER, "rn"), "n_timesteps": 80, "callback": ["diverging_cb.DivergeAt"]}
+    entry = {**zoo.raw_entry("a2c", zoo.LUNAR_LANDER, "rn"), "n_timesteps": 80, "callback": ["confirm_diverging_cb.DivergeAt"]}
     with pytest.raises(TrainingDiverged, match="FloatingPointError: RegularityNorm output overflowed") as info:
         real("a2c", zoo.LUNAR_LANDER, entry, 1, tmp_path / "logs", training.EvalSettings(1, 1, 100_100))
     assert 40 <= info.value.at_step < 80
