@@ -1,4 +1,5 @@
-"""One exclusive advisory lock per shared record file or folder (campaign folder, confirmations file, tuning study).
+"""Safe writes of shared records: one exclusive advisory lock per record file or folder (campaign folder,
+confirmations file, tuning study), and atomic replacement of a record file.
 
 Why: every writer here reads the records, works for minutes or hours, then writes. Two writers at once would run the
 same work twice or drop each other's results without a word. ``flock`` locks are released by the OS when the holder
@@ -8,11 +9,12 @@ dies, so a killed run never leaves a stale lock behind. Where ``fcntl`` is missi
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["LockBusyError", "exclusive_lock"]
+__all__ = ["LockBusyError", "atomic_write_text", "exclusive_lock"]
 
 
 class LockBusyError(RuntimeError):
@@ -51,3 +53,15 @@ def exclusive_lock(
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` through a private temporary file in the same folder (fsynced, then
+    ``os.replace``): a reader, or a crash mid-write, never sees half a file, and concurrent writers never share a
+    temporary file."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from typing import Any, Final
 
 from sb3_regnorm import zoo
 from sb3_regnorm._divergence import TrainingDiverged
-from sb3_regnorm._locking import exclusive_lock
+from sb3_regnorm._locking import atomic_write_text, exclusive_lock
 from sb3_regnorm.nets import NORMS
 from sb3_regnorm.training import EVAL_SEED_OFFSET
 
@@ -113,11 +111,7 @@ def _write(path: Path, records: list[dict[str, Any]]) -> None:
     """Write atomically (a reader never sees half a file; a private temporary file per writer), sorted for stable diffs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     records = sorted(records, key=record_key)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        tmp.write(json.dumps(records, indent=2, allow_nan=False) + "\n")
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+    atomic_write_text(path, json.dumps(records, indent=2, allow_nan=False) + "\n")
 
 
 def _lock_path(out: Path) -> Path:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 import optuna
 
+from sb3_regnorm._locking import atomic_write_text
 from sb3_regnorm._versions import package_versions
 
 __all__ = ["META_KEY", "changed_overrides", "markdown", "summary", "trial_rows", "versions", "write_summary"]
@@ -186,15 +185,6 @@ def write_summary(study: optuna.Study, out_dir: str | Path, meta: dict[str, Any]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{study.study_name}.json", out / f"{study.study_name}.md"
-    _replace(json_path, json.dumps(data, indent=2, default=str) + "\n")
-    _replace(md_path, markdown(data))
+    atomic_write_text(json_path, json.dumps(data, indent=2, default=str) + "\n")
+    atomic_write_text(md_path, markdown(data))
     return json_path, md_path
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write through a private temporary file: a reader (or a crash mid-write) never sees half a summary."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
