@@ -164,13 +164,16 @@ def markdown(data: dict[str, Any]) -> str:
     lines += [f"| {key} | {_fmt(value)} |" for key, value in facts]
     lines += [
         "",
-        "| trial | state | value | params | train seed | intermediate | fps | time (s) | error |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| trial | state | value | params | train seed | per seed | intermediate | fps | time (s) | error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in data["trial_table"]:
         intermediate = ", ".join(_fmt(v) for v in row.get("intermediate") or [])
+        per_seed = ", ".join(_fmt(v) for v in row.get("seed_values") or []) if row.get("train_seeds") else ""
+        seeds = row.get("train_seeds") or [row.get("train_seed")]
+        seed_cell = _fmt(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
         error = str(row.get("error", "")).replace("|", "\\|")
-        cells = [row["number"], row["state"], row["value"], row["params"], row.get("train_seed"), intermediate]
+        cells = [row["number"], row["state"], row["value"], row["params"], seed_cell, per_seed, intermediate]
         cells += [row.get("fps"), row["duration_s"], error]
         lines.append("| " + " | ".join(c if isinstance(c, str) else _fmt(c) for c in cells) + " |")
     if data.get("protocol"):

@@ -117,6 +117,7 @@ class TuneConfig:
     storage: str = ""  # "": sqlite:///logs/tuning/<study>.db
     study_name: str = ""  # "": <algo>-<env>-<norm>
     seed: int = TUNING_SEED_MIN
+    seeds_per_trial: int = 1
     eval_episodes: int = 10
     n_eval_envs: int = 5
     n_evaluations: int = 2
@@ -137,10 +138,17 @@ class TuneConfig:
             raise ValueError(f"tuning seeds must be >= {TUNING_SEED_MIN} (seeds 0..K-1 are for reports)")
         if min(self.n_evaluations, self.n_trials, self.n_timesteps, self.eval_episodes, self.n_eval_envs) < 1:
             raise ValueError("n_evaluations, n_trials, n_timesteps, eval_episodes and n_eval_envs must be >= 1")
+        if self.seeds_per_trial < 1:
+            raise ValueError("seeds_per_trial must be >= 1")
         name = self.study_name or f"{self.algo}-{self.env_id}-{self.norm}"
         object.__setattr__(self, "log_folder", Path(self.log_folder))
         object.__setattr__(self, "study_name", name)
         object.__setattr__(self, "storage", self.storage or f"sqlite:///{self.log_folder / name}.db")
+
+    def train_seeds(self, trial_number: int) -> list[int]:
+        """Trial ``i`` trains seeds ``seed + K*i .. seed + K*i + K-1`` (K = ``seeds_per_trial``): disjoint across trials."""
+        first = self.seed + self.seeds_per_trial * trial_number
+        return list(range(first, first + self.seeds_per_trial))
 
     @property
     def entry_norm(self) -> str:
@@ -297,17 +305,35 @@ def _eval_settings(config: TuneConfig) -> EvalSettings:
     return EvalSettings(config.eval_episodes, config.n_eval_envs, config.seed + TUNING_EVAL_SEED_OFFSET)
 
 
-def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], train_seed: int) -> float:
-    """Train one trial's entry (Python values) through rl_zoo3 with intermediate evaluations; the final return."""
-    trial_dir = config.log_folder / config.study_name / f"trial_{trial.number}"
-    model, manager = setup_model(config.algo, config.env_id, entry, train_seed, trial_dir, config.n_timesteps)
+def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], train_seeds: list[int]) -> float:
+    """Train one trial's entry (Python values) on each of ``train_seeds``; the mean of their final returns.
+
+    Why several seeds: one seed's final return on LunarLander at these budgets varies by more than the differences
+    between good settings, so a single-seed best trial is mostly luck. The first seed's intermediate evaluations feed
+    the pruner (the others run to the end); the objective reported last is the mean over seeds."""
+    finals = []
+    for index, seed in enumerate(train_seeds):
+        folder = f"trial_{trial.number}" if len(train_seeds) == 1 else f"trial_{trial.number}/seed_{seed}"
+        finals.append(_train_seed(config, trial, entry, seed, folder, prune=index == 0))
+        trial.set_user_attr("seed_values", finals)
+    value = sum(finals) / len(finals)
+    trial.report(value, step=config.n_evaluations)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite evaluation return {value}")
+    return value
+
+
+def _train_seed(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seed: int, folder: str, prune: bool) -> float:
+    """One training seed of a trial through rl_zoo3; its final evaluation return (pruned: raises TrialPruned)."""
+    trial_dir = config.log_folder / config.study_name / folder
+    model, manager = setup_model(config.algo, config.env_id, entry, seed, trial_dir, config.n_timesteps)
 
     def evaluate() -> float:
         mean, std = evaluate_model(model, manager, _eval_settings(config))
         trial.set_user_attr("eval_std", std)
         return mean
 
-    eval_steps = [config.n_timesteps * k // config.n_evaluations for k in range(1, config.n_evaluations)]
+    eval_steps = [config.n_timesteps * k // config.n_evaluations for k in range(1, config.n_evaluations)] if prune else []
     callback = TrialEvalCallback(evaluate, trial, eval_steps)
     start = time.perf_counter()
     try:
@@ -321,10 +347,10 @@ def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any],
         trial.set_user_attr("intermediate", callback.values)
         raise optuna.TrialPruned(f"pruned after evaluation {len(callback.values)}: {callback.values[-1]:.3f}")
     value = evaluate()
-    trial.set_user_attr("intermediate", [*callback.values, value])
-    trial.report(value, step=config.n_evaluations)
+    if prune:
+        trial.set_user_attr("intermediate", [*callback.values, value])
     if not math.isfinite(value):
-        raise FloatingPointError(f"non-finite evaluation return {value}")
+        raise FloatingPointError(f"non-finite evaluation return {value} (seed {seed})")
     return value
 
 
@@ -347,16 +373,18 @@ def _objective(config: TuneConfig, base: dict[str, Any]) -> Callable[[optuna.Tri
         params = sample_params(trial, config.algo, base, config.norm)
         norm = params.pop("norm", config.norm)
         extra = params_to_extra(config.algo, base, params)
-        train_seed = config.seed + trial.number
+        train_seeds = config.train_seeds(trial.number)
         trial.set_user_attr("norm", norm)
-        trial.set_user_attr("train_seed", train_seed)
+        trial.set_user_attr("train_seed", train_seeds[0])
+        if len(train_seeds) > 1:
+            trial.set_user_attr("train_seeds", train_seeds)
         trial.set_user_attr("eval_seed", config.seed + TUNING_EVAL_SEED_OFFSET)
         extra = _without_fixed(extra, config.fixed)
         trial.set_user_attr("zoo_overrides", zoo.merge_overrides(config.fixed, extra))  # all that differs from the zoo
         entry = zoo.raw_entry(config.algo, config.env_id, norm, zoo.merge_overrides(config.fixed, extra))
         entry["n_timesteps"] = config.n_timesteps
         try:
-            return _train_trial(config, trial, python_entry(entry, config.keep_callbacks), train_seed)
+            return _train_trial(config, trial, python_entry(entry, config.keep_callbacks), train_seeds)
         except optuna.TrialPruned:
             raise
         except Exception as exc:  # recorded with the trial (optuna only logs it), then optuna marks the trial FAIL
@@ -387,7 +415,7 @@ def _meta(config: TuneConfig, base: dict[str, Any]) -> dict[str, Any]:
             f"{config.eval_episodes} episodes on {config.n_eval_envs} envs, {config.n_evaluations} evaluation(s) per "
             f"trial, {'stochastic' if config.env_id in zoo.MINIGRID_IDS else 'deterministic'} actions"
         ),
-        "seeds": f"train {config.seed} + trial number; eval {config.seed + TUNING_EVAL_SEED_OFFSET}",
+        "seeds": _seeds_text(config),
         "fixed": config.fixed,
         "zoo_entry": base,
         "storage": config.storage,
@@ -396,9 +424,23 @@ def _meta(config: TuneConfig, base: dict[str, Any]) -> dict[str, Any]:
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocol": (
             f"Tuning seeds are >= {TUNING_SEED_MIN}; benchmark reports must use seeds 0..K-1 (K <= {TUNING_SEED_MIN}). "
-            "One training seed per trial: the best value is a noisy, optimistic estimate."
+            + (
+                "One training seed per trial: the best value is a noisy, optimistic estimate."
+                if config.seeds_per_trial == 1
+                else f"{config.seeds_per_trial} training seeds per trial (objective: their mean final return); the best "
+                "value is still an optimistic estimate (the best of several noisy means)."
+            )
         ),
     }
+
+
+def _seeds_text(config: TuneConfig) -> str:
+    """How a study's trials are seeded (one of the values a resumed study must keep)."""
+    eval_seed = config.seed + TUNING_EVAL_SEED_OFFSET
+    if config.seeds_per_trial == 1:
+        return f"train {config.seed} + trial number; eval {eval_seed}"
+    k = config.seeds_per_trial
+    return f"train {config.seed} + {k} x trial number + j for j < {k} (mean of {k} final returns); eval {eval_seed}"
 
 
 def run_study(config: TuneConfig, objective: Callable[[optuna.Trial], float] | None = None) -> optuna.Study:
@@ -522,6 +564,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--storage", default="", help="optuna RDB URL (default sqlite:///<log folder>/<study>.db)")
     parser.add_argument("--study-name", default="", help="default <algo>-<env>-<norm>")
     parser.add_argument("--seed", type=int, default=TUNING_SEED_MIN, help=f"first training seed (>= {TUNING_SEED_MIN})")
+    parser.add_argument(
+        "--seeds-per-trial", type=int, default=1, help="training seeds per trial; the objective is their mean final return"
+    )
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--n-eval-envs", type=int, default=5)
     parser.add_argument("--n-evaluations", type=int, default=2, help="evaluations per trial (the last one is the objective)")
@@ -565,7 +610,8 @@ def config_from_args(args: argparse.Namespace, command: str = "") -> TuneConfig:
     """The typed configuration of a parsed command line (raises ValueError on bad values)."""
     return TuneConfig(
         algo=args.algo, env_id=args.env, norm=args.norm, n_timesteps=args.n_timesteps, n_trials=args.n_trials,
-        storage=args.storage, study_name=args.study_name, seed=args.seed, eval_episodes=args.eval_episodes,
+        storage=args.storage, study_name=args.study_name, seed=args.seed, seeds_per_trial=args.seeds_per_trial,
+        eval_episodes=args.eval_episodes,
         n_eval_envs=args.n_eval_envs, n_evaluations=args.n_evaluations, n_startup_trials=args.n_startup_trials,
         timeout=args.timeout, fixed=_parse_fixed(args.fixed_items), keep_callbacks=args.keep_callbacks,
         log_folder=Path(args.log_folder), summary_dir=Path(args.summary_dir) if args.summary_dir else None,

@@ -212,8 +212,6 @@ _TUNED: Final[dict[tuple[str, str, str], dict[str, Any]]] = {
         "ent_coef": 0.00001,
         "policy_kwargs": {"norm_kwargs": {"momentum": 0.01}},
     },
-    # zoo/studies/a2c-LunarLander-v3-rn.md: 8 trials x 150k steps; best -16.5 (trial 4) vs -43.7 for the untuned entry.
-    ("rn", "a2c", LUNAR_LANDER): {"learning_rate": "lin_0.000482"},
     # zoo/studies/dqn-LunarLander-v3-rn.md: 4 trials x 40k steps (10 min cap; 3 complete, 1 pruned); best -45.0 (trial 2)
     # vs -142.4 for the untuned entry. The weakest pick here: 40k steps is well before DQN's 100k budget.
     ("rn", "dqn", LUNAR_LANDER): {
@@ -239,6 +237,10 @@ _TUNED: Final[dict[tuple[str, str, str], dict[str, Any]]] = {
         "ent_coef": 0.01,
         "policy_kwargs": {"activation_fn": "nn.ReLU"},
     },
+    # Dropped after confirmation: A2C LunarLander rn's study (zoo/studies/a2c-LunarLander-v3-rn.md, 8 trials x 150k
+    # steps on tuning seed 1000) picked learning_rate lin_0.000482 (best -16.5 vs -43.7 untuned). At the full 200k on
+    # report seeds it lost: confirmed -37.4 on seeds 0-2 (A2C none 28.8), and in the `lunarlander` campaign the tuned
+    # arm's IQM was -57.1 against 71.8 for the untuned rn entry (6-7 seeds; P(tuned > none) 0.10 [0.00, 0.31]).
     # Studied, not adopted (nothing learned, so the best trial is noise): A2C DoorKey none, 6 trials x 60k and 8 trials x
     # 200k steps, best 0.074 and 0.116 (random policy ~0.05; the three n_steps=16 trials led at 200k); DQN DoorKey none,
     # 5 trials x 60k steps, all 0.0. See zoo/studies/{a2c,dqn}-MiniGrid-DoorKey-5x5-v0-none*.md.

@@ -260,6 +260,34 @@ def test_duplicate_records_count_once_in_the_report(finished_campaign: Path, tmp
     assert "1 duplicate record(s)" in text and f"({len(records)} finished runs)" in text
 
 
+def test_a_changed_arm_is_refused_until_its_old_values_are_pinned(
+    finished_campaign: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Arms are zoo entries, which change; resuming must not mix two configurations under one arm name."""
+    records = lines(finished_campaign)
+    root = tmp_path / "out"
+    (root / "tiny").mkdir(parents=True)
+    (root / "tiny" / "runs.jsonl").write_text(finished_campaign.read_text())
+    data = tiny_campaign(seeds=3)  # one more seed to run: a resume, not a finished campaign
+    data["experiments"][0]["hyperparams"] = {**TINY_PPO, "n_epochs": 2}  # the entry changed since the runs
+    changed = write_campaign(tmp_path, data)
+    with pytest.raises(runner.CampaignChangedError, match="ppo CartPole-v1 none: recorded as"):
+        runner.run_campaign(cmod.load_campaign(changed), root, jobs=1)
+    assert cli.main(["run", str(changed), "--dry-run", "--root", str(root)]) == 2
+    assert "Pin the arm's old values with `overrides:`" in capsys.readouterr().err
+    assert lines(root / "tiny" / "runs.jsonl") == records  # nothing ran, nothing was written
+
+    data["experiments"][0]["arms"] = [{"name": arm, "norm": arm, "overrides": {"n_epochs": 1}} for arm in ("none", "rn")]
+    runner.check_configurations(records, cmod.load_campaign(write_campaign(tmp_path, data)))  # pinned: accepted
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    relabelled = [{**r, "config_hash": f"other{i}"} for i, r in enumerate(records)]
+    (mixed / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in relabelled))
+    assert cli.main(["report", str(mixed)]) == 2
+    assert "recorded under 2 configurations" in capsys.readouterr().err and not (mixed / "report.md").exists()
+
+
 DIVERGING_CALLBACK = """
 from stable_baselines3.common.callbacks import BaseCallback
 

@@ -42,19 +42,37 @@ def test_resumed_study_continues_the_sampler(tmp_path: Path, monkeypatch: pytest
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     params = [tuple(sorted(t.params.items(), key=lambda kv: kv[0])) for t in trials]
     assert len(set(params)) == len(params), f"repeated parameters: {params}"
-    assert trials[0].params["learning_rate"] == pytest.approx(0.000482)  # the (tuned) zoo entry itself comes first
+    assert trials[0].params["learning_rate"] == pytest.approx(0.00083)  # the zoo entry itself comes first
     assert [t.user_attrs["train_seed"] for t in trials] == list(range(1000, 1006))
     summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
     assert [row["number"] for row in summary["trial_table"]] == list(range(6))
 
 
+def test_several_seeds_per_trial_score_their_mean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--seeds-per-trial K: each trial trains K disjoint seeds and its value is the mean of their final returns."""
+    monkeypatch.chdir(tmp_path)
+    assert tune_main(_argv(tmp_path, 2, "--seeds-per-trial", "2")) == 0
+    trials = _study(tmp_path).trials
+    assert [t.user_attrs["train_seeds"] for t in trials] == [[1000, 1001], [1002, 1003]]
+    for t in trials:
+        finals = t.user_attrs["seed_values"]
+        assert len(finals) == 2 and t.value == pytest.approx(sum(finals) / 2)
+        assert t.user_attrs["intermediate"] == [finals[0]]  # the first seed's curve (the pruner's input)
+    assert (tmp_path / "logs" / "tuning" / "tiny" / "trial_1" / "seed_1003").is_dir()
+    summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
+    assert "2 training seeds per trial" in summary["protocol"] and "+ 2 x trial number" in summary["seeds"]
+    assert "| 1002-1003 |" in (tmp_path / "tuning" / "tiny.md").read_text()
+    # resuming with one seed per trial would mix single- and multi-seed values in one study: refused
+    assert tune_main(_argv(tmp_path, 1)) == 2
+
+
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = tune._train_trial
 
-    def overflow_on_trial_1(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seed: int) -> float:
+    def overflow_on_trial_1(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seeds: list[int]) -> float:
         if trial.number == 1:
             raise FloatingPointError("RegularityNorm: overflow in the normalizer")
-        return real(config, trial, entry, seed)
+        return real(config, trial, entry, seeds)
 
     monkeypatch.setattr(tune, "_train_trial", overflow_on_trial_1)
     monkeypatch.chdir(tmp_path)
@@ -71,7 +89,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, monke
 def _fake_training(monkeypatch: pytest.MonkeyPatch, fail: tuple[int, ...] = ()) -> None:
     """Study mechanics without training: a trial's value is its number (trials in ``fail`` raise like an RN overflow)."""
 
-    def value(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seed: int) -> float:
+    def value(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seeds: list[int]) -> float:
         if trial.number in fail:
             raise FloatingPointError("RegularityNorm: overflow")
         return float(trial.number)

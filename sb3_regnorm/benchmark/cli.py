@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --jobs must be >= 1", file=sys.stderr)
             return 2
         records = runner.read_records(runner.campaign_dir(campaign, root) / "runs.jsonl")
+        runner.check_configurations(records, campaign)
         if args.dry_run:
             jobs = args.jobs or (1 if args.backend == "ray" else runner.os.cpu_count() or 1)
             print(runner.dry_run_text(campaign, records, jobs))

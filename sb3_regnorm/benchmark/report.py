@@ -22,7 +22,7 @@ from typing import Any, Final
 import numpy as np
 
 from sb3_regnorm.benchmark import stats
-from sb3_regnorm.benchmark.runner import read_records, unique_records
+from sb3_regnorm.benchmark.runner import check_configurations, read_records, unique_records
 
 __all__ = [
     "BASELINES",
@@ -406,6 +406,7 @@ def _progress_section(campaign: str, records: list[dict[str, Any]]) -> list[str]
 def build_report(folder: Path, plots: bool = True) -> str:
     """The markdown text of ``folder``'s report (figures written next to it when ``plots``)."""
     records, duplicates = unique_records(read_records(folder / "runs.jsonl"))
+    check_configurations(records)
     records, diverged = score_diverged_runs(records)
     if not records:
         return f"# Benchmark campaign `{folder.name}`\n\nNo finished runs yet in `{folder / 'runs.jsonl'}`.\n"

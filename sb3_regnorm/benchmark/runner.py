@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from sb3_regnorm._locking import LockBusyError, exclusive_lock
-from sb3_regnorm.benchmark.campaign import Campaign, RunSpec
+from sb3_regnorm.benchmark.campaign import Campaign, CampaignError, RunSpec
 
 __all__ = [
     "DEFAULT_ROOT",
     "CampaignBusyError",
+    "CampaignChangedError",
     "campaign_lock",
+    "check_configurations",
     "estimate_seconds",
     "finished_keys",
     "pending_runs",
@@ -94,6 +96,40 @@ def unique_records(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, An
 def finished_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str, str, int]]:
     """The (algo, env, arm, seed) of every finished run."""
     return {_key(r) for r in records}
+
+
+class CampaignChangedError(CampaignError):
+    """Runs of one arm were recorded under another configuration than the one it has now (or than each other)."""
+
+
+def _recorded_hashes(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], set[str]]:
+    hashes: dict[tuple[str, str, str], set[str]] = {}
+    for record in records:
+        if record.get("config_hash"):  # records written before the hash existed carry none
+            hashes.setdefault(_key(record)[:3], set()).add(str(record["config_hash"]))
+    return hashes
+
+
+def check_configurations(records: Iterable[dict[str, Any]], campaign: Campaign | None = None) -> None:
+    """Raise :class:`CampaignChangedError` when an arm's records mix configurations, or (given ``campaign``) differ
+    from the configuration the campaign now gives that arm.
+
+    Why: arms are zoo entries, and zoo entries change (a tuned value adopted or dropped). Resuming after such a change
+    would put runs of two configurations under one arm name, and its statistics would describe neither."""
+    current = {s.key[:3]: s.config_hash() for s in campaign.runs()} if campaign is not None else {}
+    problems = []
+    for arm, hashes in sorted(_recorded_hashes(records).items()):
+        if len(hashes) > 1:
+            problems.append(f"{' '.join(arm)}: recorded under {len(hashes)} configurations {sorted(hashes)}")
+        elif arm in current and current[arm] not in hashes:
+            problems.append(f"{' '.join(arm)}: recorded as {next(iter(hashes))}, the campaign now gives {current[arm]}")
+    if problems:
+        raise CampaignChangedError(
+            "runs.jsonl holds runs of another configuration than the arm's ("
+            + "; ".join(problems)
+            + "). Pin the arm's old values with `overrides:` in the campaign file, or give the changed arm a new name "
+            "(or move runs.jsonl away to start over)"
+        )
 
 
 def pending_runs(campaign: Campaign, records: Iterable[dict[str, Any]]) -> list[RunSpec]:
@@ -256,7 +292,8 @@ def run_campaign(
 
     Each finished run is appended to ``<root>/<campaign>/runs.jsonl`` at once. A run that raises is reported and not
     recorded (so a rerun retries it); Ctrl-C stops submitting, cancels queued runs and returns after the running ones
-    are stopped. Raises :class:`CampaignBusyError` when another runner holds the campaign folder.
+    are stopped. Raises :class:`CampaignBusyError` when another runner holds the campaign folder and
+    :class:`CampaignChangedError` when recorded runs were made under another configuration of their arm.
     """
     folder = campaign_dir(campaign, root)
     folder.mkdir(parents=True, exist_ok=True)
@@ -269,6 +306,7 @@ def _run_locked(
 ) -> int:
     path = folder / "runs.jsonl"
     records = read_records(path)
+    check_configurations(records, campaign)
     queue = pending_runs(campaign, records)
     if max_runs is not None:
         queue = queue[:max_runs]
