@@ -115,7 +115,8 @@ def summary(study: optuna.Study, meta: dict[str, Any] | None = None) -> dict[str
     counts = {state.name: sum(t.state == state for t in trials) for state in optuna.trial.TrialState}
     overrides = None
     if best is not None:
-        overrides = changed_overrides(best.user_attrs.get("zoo_overrides", {}), meta.get("zoo_entry", {}))
+        entry = meta.get("zoo_entries", {}).get(best.user_attrs.get("norm"), meta.get("zoo_entry", {}))
+        overrides = changed_overrides(best.user_attrs.get("zoo_overrides", {}), entry)
     return {
         **meta,
         "study_name": study.study_name,

@@ -86,7 +86,7 @@ TUNING_SEED_MIN: Final = 1000
 TUNING_EVAL_SEED_OFFSET: Final = 300_000
 """A study evaluates on envs seeded ``--seed + TUNING_EVAL_SEED_OFFSET`` (>= 301000): never the envs confirmations
 (``EVAL_SEED_OFFSET + 100 x seed``, < 200000) or benchmark campaigns (200000 + 100 x seed + i, < 300000) score on."""
-_TRIAL_DEFINING: Final = ("algo", "env", "norm", "n_timesteps", "evaluation", "seeds", "fixed", "zoo_entry")
+_TRIAL_DEFINING: Final = ("algo", "env", "norm", "n_timesteps", "evaluation", "seeds", "fixed", "zoo_entry", "zoo_entries")
 """Stored facts of a study that define what its trials mean: a resumed study must not change them."""
 ACTIVATIONS: Final = {"tanh": "nn.Tanh", "relu": "nn.ReLU"}
 _PPO_EPOCHS: Final = (3, 4, 6, 8, 10)
@@ -418,6 +418,13 @@ def _meta(config: TuneConfig, base: dict[str, Any]) -> dict[str, Any]:
         "seeds": _seeds_text(config),
         "fixed": config.fixed,
         "zoo_entry": base,
+        # --norm auto: a trial of variant v trains v's entry plus the sampled values, so the overrides to adopt are
+        # what the best trial changes in *its* variant's entry (studies.summary diffs against this one).
+        **(
+            {"zoo_entries": {n: zoo.raw_entry(config.algo, config.env_id, n) for n in zoo.RN_NORMS}}
+            if config.norm == "auto"
+            else {}
+        ),
         "storage": config.storage,
         "versions": studies.versions(),
         "command": config.command,

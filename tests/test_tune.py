@@ -115,6 +115,55 @@ def test_resuming_with_other_settings_is_refused(
     assert len(_study(tmp_path).trials) == 2
 
 
+def test_auto_study_overrides_are_relative_to_the_best_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --norm auto, adopting the best trial's overrides into its variant's entry must rebuild that trial's entry
+    (PPO LunarLander: rn has tuned values that rnln's entry lacks, so diffing against rn's entry would drop some)."""
+    calls: list[dict[str, Any]] = []
+
+    def rnln_wins(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seeds: list[int]) -> float:
+        calls.append(entry)
+        return 1.0 if trial.user_attrs["norm"] == "rnln" else 0.0
+
+    monkeypatch.setattr(tune, "_train_trial", rnln_wins)
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'tuning' / 'auto.db'}"
+    argv = ["--algo", "ppo", "--env", zoo.LUNAR_LANDER, "--norm", "auto", "--n-timesteps", "64", "--n-trials", "8"]
+    assert tune_main([*argv, "--storage", storage, "--study-name", "auto"]) == 0
+    summary = json.loads((tmp_path / "tuning" / "auto.json").read_text())
+    assert summary["best_norm"] == "rnln", "no rnln trial was sampled: pick another --seed for this test"
+    best = next(t for t in optuna.load_study(study_name="auto", storage=storage).trials if t.number == summary["best_trial"])
+    trained = zoo.raw_entry("ppo", zoo.LUNAR_LANDER, "rnln", best.user_attrs["zoo_overrides"])
+    adopted = zoo.raw_entry("ppo", zoo.LUNAR_LANDER, "rnln", summary["zoo_overrides"])
+    for entry in (trained, adopted):  # Tanh is the actor-critic default: naming it changes nothing
+        if entry["policy_kwargs"].get("activation_fn") == "nn.Tanh":
+            del entry["policy_kwargs"]["activation_fn"]
+    assert adopted == trained
+    assert set(summary["zoo_entries"]) == set(zoo.RN_NORMS)
+
+
+def test_auto_overrides_keep_values_that_equal_rn_entry() -> None:
+    """A best rnln trial that kept RN's tuned values must adopt them into rnln (whose entry lacks them)."""
+    from sb3_regnorm import studies
+
+    rn_tuned = zoo.tuned_overrides("ppo", zoo.LUNAR_LANDER, "rn")
+    assert rn_tuned, "PPO LunarLander rn has tuned values (the premise of this test)"
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=1.0, user_attrs={"norm": "rnln", "zoo_overrides": rn_tuned}, params={}, distributions={}
+        )
+    )
+    meta = {
+        "norm": "auto",
+        "zoo_entry": zoo.raw_entry("ppo", zoo.LUNAR_LANDER, "rn"),
+        "zoo_entries": {n: zoo.raw_entry("ppo", zoo.LUNAR_LANDER, n) for n in zoo.RN_NORMS},
+    }
+    overrides = studies.summary(study, meta)["zoo_overrides"]
+    assert zoo.raw_entry("ppo", zoo.LUNAR_LANDER, "rnln", overrides) == zoo.raw_entry(
+        "ppo", zoo.LUNAR_LANDER, "rnln", rn_tuned
+    )
+
+
 def test_one_process_per_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Two processes on one study would seed their samplers alike and draw the same parameters."""
     from sb3_regnorm._locking import exclusive_lock
