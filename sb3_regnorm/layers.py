@@ -317,6 +317,8 @@ class RegularityNorm(nn.Module):
                                             clamped, dims is None, host)  # fmt: skip
                 scale = scale + (slope - slope.detach())
             y = self._finish(x, x * scale, gain_c, var, log_prior, host)
+            if y.requires_grad:
+                y.register_hook(_refuse_higher_order)
         self._write_state(merged, score, new_comp, n if dims is None else n // self.num_features, host)
         self._transient.last_code_length = gain
         return y
@@ -407,6 +409,19 @@ class _Transient:
     def __init__(self) -> None:
         self.last_code_length: float | Tensor = math.nan
         self.prior: Tensor | None = None
+
+
+def _refuse_higher_order(grad: Tensor) -> Tensor:
+    """Backward hook of a training output: first-order gradients only (as the fused kernel's backward).
+
+    Why: the code-length slope enters autograd as ``slope - slope.detach()``, exact for the first derivative and wrong
+    for a second, so a gradient of a gradient through the layer must fail loudly rather than be silently wrong."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "RegularityNorm is differentiable once: backward with create_graph=True (a gradient of a gradient, e.g. "
+            "a gradient penalty through the layer) is not supported"
+        )
+    return grad
 
 
 def _all_finite(value: Scalar) -> bool:

@@ -66,3 +66,28 @@ def test_kernel_errors_become_the_pure_paths_exceptions() -> None:
     assert isinstance(_fused.translate(RuntimeError("sb3_regnorm:stats:")), FloatingPointError)
     other = RuntimeError("something else")
     assert _fused.translate(other) is other
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_a_gradient_of_a_gradient_fails_loudly(training: bool, fused: bool) -> None:
+    """RN is differentiable once: create_graph=True through the layer must raise, not drop or bend the second-order
+    term (the fused backward has no graph; the pure path's code-length slope is a first-order term)."""
+    if fused and not _fused.available():
+        pytest.skip(f"fused kernel unavailable: {_fused.load_error()}")
+    x = torch.randn(16, 6, dtype=torch.float64, requires_grad=True)
+    warm = torch.randn(16, 6, dtype=torch.float64)
+
+    def layer() -> RegularityNorm:
+        norm = RegularityNorm(6, fused=fused).double()
+        norm(warm)  # a first update, so eval mode scores against a real state
+        return norm.train(training)
+
+    if training or fused:
+        with pytest.raises(RuntimeError, match="differentiable once"):
+            torch.autograd.grad(layer()(x).pow(2).sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(layer()(x).pow(2).sum(), x)  # first order is unaffected
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    if not training and not fused:  # the pure eval output is x times a batch constant: its graph is exact as defined
+        (again,) = torch.autograd.grad(layer()(x).pow(2).sum(), x, create_graph=True)
+        torch.testing.assert_close(again.detach(), grad)

@@ -583,6 +583,15 @@ Tensor eval_backward(const Tensor& grad_in, const Tensor& x, const Tensor& aux, 
   return grad * scale.to(x.scalar_type());
 }
 
+// RN is differentiable once (both paths: the pure one adds its code-length slope as a first-order term), and this
+// backward is one C++ pass whose result carries no graph, so a gradient of it (create_graph=True, e.g. a gradient
+// penalty through the layer) would silently lack RN's part. Refuse it, as Python's @once_differentiable does.
+void check_first_order() {
+  TORCH_CHECK(!at::GradMode::is_enabled(),
+              "RegularityNorm is differentiable once: backward with create_graph=True (a gradient of a gradient, e.g. "
+              "a gradient penalty through the layer) is not supported");
+}
+
 class TrainFunction : public torch::autograd::Function<TrainFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& x, Tensor mean, Tensor var, Tensor count, Tensor comp,
@@ -599,6 +608,7 @@ class TrainFunction : public torch::autograd::Function<TrainFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_first_order();
     const auto saved = ctx->get_saved_variables();
     const c10::optional<Tensor> lp = saved[3].defined() ? c10::optional<Tensor>(saved[3]) : c10::nullopt;
     Tensor grad_x;
@@ -625,6 +635,7 @@ class EvalFunction : public torch::autograd::Function<EvalFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_first_order();
     const auto saved = ctx->get_saved_variables();
     const c10::optional<Tensor> lp = saved[2].defined() ? c10::optional<Tensor>(saved[2]) : c10::nullopt;
     variable_list out(15);
