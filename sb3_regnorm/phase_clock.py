@@ -134,6 +134,7 @@ class PhaseClockCallback(BaseCallback):
         self.changes: list[tuple[int, int]] = []
         self._eval_envs: list[VecEnv] = []
         self._writer: Any = None
+        self._stop_at = math.inf
 
     @property
     def phase(self) -> int | None:
@@ -142,6 +143,10 @@ class PhaseClockCallback(BaseCallback):
 
     # ------------------------------------------------------------------ SB3 hooks
     def _on_training_start(self) -> None:
+        # learn()'s own total_timesteps, as SB3's ProgressBarCallback reads it: the timestep this call stops at
+        # (already including num_timesteps when learn() resumes with reset_num_timesteps=False).
+        total = self.locals.get("total_timesteps")
+        self._stop_at = float(total) if isinstance(total, int) and total > 0 else math.inf
         self.schedule = read_schedule(self.training_env)
         if self.schedule is None:
             return
@@ -163,15 +168,10 @@ class PhaseClockCallback(BaseCallback):
         if self.schedule is not None:
             # A switch is due at k * switch_every < the budget (PhaseSchedule.switch_timesteps): one that falls on the
             # last step, or inside the rollout that overshoots the budget, would open a phase no training happens in.
-            if self.schedule.switches_at(self.num_timesteps) != self.switches and self.num_timesteps < self._budget():
+            if self.schedule.switches_at(self.num_timesteps) != self.switches and self.num_timesteps < self._stop_at:
                 self._advance()
             self.logger.record(PHASE_TAG, self.phase)
         return True
-
-    def _budget(self) -> float:
-        """The agent timestep this ``learn()`` stops at (SB3's ``_total_timesteps``, counted across resumed calls)."""
-        total = getattr(self.model, "_total_timesteps", None)
-        return float(total) if isinstance(total, int) and total > 0 else math.inf
 
     # ------------------------------------------------------------------ internals
     def _advance(self) -> None:

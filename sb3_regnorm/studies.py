@@ -172,7 +172,7 @@ def markdown(data: dict[str, Any]) -> str:
         intermediate = ", ".join(_fmt(v) for v in row.get("intermediate") or [])
         per_seed = ", ".join(_fmt(v) for v in row.get("seed_values") or []) if row.get("train_seeds") else ""
         seeds = row.get("train_seeds") or [row.get("train_seed")]
-        seed_cell = _fmt(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+        seed_cell = ", ".join(_fmt(seed) for seed in seeds)
         error = str(row.get("error", "")).replace("|", "\\|")
         cells = [row["number"], row["state"], row["value"], row["params"], seed_cell, per_seed, intermediate]
         cells += [row.get("fps"), row["duration_s"], error]

@@ -84,6 +84,11 @@ __all__ = [
 TUNING_SEED_MIN: Final = 1000
 """Tuning seeds start here; benchmark reports use seeds 0..K-1 with K <= 1000."""
 TUNING_EVAL_SEED_OFFSET: Final = 300_000
+SEED_STRIDE: Final = 10_000
+"""Seed ``j`` of a trial trains with ``--seed + trial number + j * SEED_STRIDE``. Why the stride: rl_zoo3 seeds env
+``k`` of a run with ``seed + k``, so runs with neighbouring seeds share shifted env seed streams; a trial's seeds sit
+10,000 apart so that they share none (with up to ``MAX_SEEDS_PER_TRIAL`` seeds, all stay below 100,000)."""
+MAX_SEEDS_PER_TRIAL: Final = 9
 """A study evaluates on envs seeded ``--seed + TUNING_EVAL_SEED_OFFSET`` (>= 301000): never the envs confirmations
 (``EVAL_SEED_OFFSET + 100 x seed``, < 200000) or benchmark campaigns (200000 + 100 x seed + i, < 300000) score on."""
 _TRIAL_DEFINING: Final = ("algo", "env", "norm", "n_timesteps", "evaluation", "seeds", "fixed", "zoo_entry", "zoo_entries")
@@ -138,17 +143,16 @@ class TuneConfig:
             raise ValueError(f"tuning seeds must be >= {TUNING_SEED_MIN} (seeds 0..K-1 are for reports)")
         if min(self.n_evaluations, self.n_trials, self.n_timesteps, self.eval_episodes, self.n_eval_envs) < 1:
             raise ValueError("n_evaluations, n_trials, n_timesteps, eval_episodes and n_eval_envs must be >= 1")
-        if self.seeds_per_trial < 1:
-            raise ValueError("seeds_per_trial must be >= 1")
+        if not 1 <= self.seeds_per_trial <= MAX_SEEDS_PER_TRIAL:
+            raise ValueError(f"seeds_per_trial must be in 1..{MAX_SEEDS_PER_TRIAL}, got {self.seeds_per_trial}")
         name = self.study_name or f"{self.algo}-{self.env_id}-{self.norm}"
         object.__setattr__(self, "log_folder", Path(self.log_folder))
         object.__setattr__(self, "study_name", name)
         object.__setattr__(self, "storage", self.storage or f"sqlite:///{self.log_folder / name}.db")
 
     def train_seeds(self, trial_number: int) -> list[int]:
-        """Trial ``i`` trains seeds ``seed + K*i .. seed + K*i + K-1`` (K = ``seeds_per_trial``): disjoint across trials."""
-        first = self.seed + self.seeds_per_trial * trial_number
-        return list(range(first, first + self.seeds_per_trial))
+        """Trial ``i`` trains seeds ``seed + i + j * SEED_STRIDE`` for ``j < seeds_per_trial`` (see :data:`SEED_STRIDE`)."""
+        return [self.seed + trial_number + j * SEED_STRIDE for j in range(self.seeds_per_trial)]
 
     @property
     def entry_norm(self) -> str:
@@ -311,11 +315,21 @@ def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any],
     Why several seeds: one seed's final return on LunarLander at these budgets varies by more than the differences
     between good settings, so a single-seed best trial is mostly luck. The first seed's intermediate evaluations feed
     the pruner (the others run to the end); the objective reported last is the mean over seeds."""
-    finals = []
+    finals: list[float] = []
+    per_seed: dict[str, list[Any]] = {"seed_eval_std": [], "seed_fps": []}
     for index, seed in enumerate(train_seeds):
         folder = f"trial_{trial.number}" if len(train_seeds) == 1 else f"trial_{trial.number}/seed_{seed}"
-        finals.append(_train_seed(config, trial, entry, seed, folder, prune=index == 0))
-        trial.set_user_attr("seed_values", finals)
+        try:
+            finals.append(_train_seed(config, trial, entry, seed, folder, prune=index == 0))
+        except Exception:
+            if len(train_seeds) > 1:
+                trial.set_user_attr("failed_seed", seed)  # the error itself is recorded by the objective
+            raise
+        if len(train_seeds) > 1:  # eval_std and fps describe one run: keep every seed's
+            trial.set_user_attr("seed_values", finals)
+            for key, attr in (("seed_eval_std", "eval_std"), ("seed_fps", "fps")):
+                per_seed[key].append(trial.user_attrs.get(attr))
+                trial.set_user_attr(key, per_seed[key])
     value = sum(finals) / len(finals)
     trial.report(value, step=config.n_evaluations)
     if not math.isfinite(value):
@@ -447,7 +461,7 @@ def _seeds_text(config: TuneConfig) -> str:
     if config.seeds_per_trial == 1:
         return f"train {config.seed} + trial number; eval {eval_seed}"
     k = config.seeds_per_trial
-    return f"train {config.seed} + {k} x trial number + j for j < {k} (mean of {k} final returns); eval {eval_seed}"
+    return f"train {config.seed} + trial number + {SEED_STRIDE} x j for j < {k} (mean of {k} final returns); eval {eval_seed}"
 
 
 def run_study(config: TuneConfig, objective: Callable[[optuna.Trial], float] | None = None) -> optuna.Study:

@@ -271,7 +271,7 @@ def test_a_changed_arm_is_refused_until_its_old_values_are_pinned(
     data = tiny_campaign(seeds=3)  # one more seed to run: a resume, not a finished campaign
     data["experiments"][0]["hyperparams"] = {**TINY_PPO, "n_epochs": 2}  # the entry changed since the runs
     changed = write_campaign(tmp_path, data)
-    with pytest.raises(runner.CampaignChangedError, match="ppo CartPole-v1 none: recorded as"):
+    with pytest.raises(runner.CampaignChangedError, match=r"ppo CartPole-v1 none: recorded as .*\(n_epochs: 1 -> 2\)"):
         runner.run_campaign(cmod.load_campaign(changed), root, jobs=1)
     assert cli.main(["run", str(changed), "--dry-run", "--root", str(root)]) == 2
     assert "Pin the arm's old values with `overrides:`" in capsys.readouterr().err
@@ -286,6 +286,9 @@ def test_a_changed_arm_is_refused_until_its_old_values_are_pinned(
     (mixed / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in relabelled))
     assert cli.main(["report", str(mixed)]) == 2
     assert "recorded under 2 configurations" in capsys.readouterr().err and not (mixed / "report.md").exists()
+    unhashed = [{k: v for k, v in r.items() if k != "config_hash"} if r["seed"] == 0 else r for r in records]
+    with pytest.raises(runner.CampaignChangedError, match="<no config_hash>"):  # cannot be checked: not trusted
+        runner.check_configurations(unhashed)
 
 
 DIVERGING_CALLBACK = """

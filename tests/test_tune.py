@@ -53,15 +53,17 @@ def test_several_seeds_per_trial_score_their_mean(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     assert tune_main(_argv(tmp_path, 2, "--seeds-per-trial", "2")) == 0
     trials = _study(tmp_path).trials
-    assert [t.user_attrs["train_seeds"] for t in trials] == [[1000, 1001], [1002, 1003]]
+    assert [t.user_attrs["train_seeds"] for t in trials] == [[1000, 11000], [1001, 11001]]  # env seeds never overlap
     for t in trials:
         finals = t.user_attrs["seed_values"]
         assert len(finals) == 2 and t.value == pytest.approx(sum(finals) / 2)
         assert t.user_attrs["intermediate"] == [finals[0]]  # the first seed's curve (the pruner's input)
-    assert (tmp_path / "logs" / "tuning" / "tiny" / "trial_1" / "seed_1003").is_dir()
+        assert len(t.user_attrs["seed_fps"]) == len(t.user_attrs["seed_eval_std"]) == 2
+    assert (tmp_path / "logs" / "tuning" / "tiny" / "trial_1" / "seed_11001").is_dir()
     summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
-    assert "2 training seeds per trial" in summary["protocol"] and "+ 2 x trial number" in summary["seeds"]
-    assert "| 1002-1003 |" in (tmp_path / "tuning" / "tiny.md").read_text()
+    assert "2 training seeds per trial" in summary["protocol"] and "+ 10000 x j for j < 2" in summary["seeds"]
+    assert "| 1001, 11001 |" in (tmp_path / "tuning" / "tiny.md").read_text()
+    assert tune_main(_argv(tmp_path, 1, "--seeds-per-trial", "10")) == 2  # seeds would reach the eval seed ranges
     # resuming with one seed per trial would mix single- and multi-seed values in one study: refused
     assert tune_main(_argv(tmp_path, 1)) == 2
 

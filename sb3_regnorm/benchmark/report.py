@@ -405,8 +405,9 @@ def _progress_section(campaign: str, records: list[dict[str, Any]]) -> list[str]
 
 def build_report(folder: Path, plots: bool = True) -> str:
     """The markdown text of ``folder``'s report (figures written next to it when ``plots``)."""
-    records, duplicates = unique_records(read_records(folder / "runs.jsonl"))
-    check_configurations(records)
+    every = read_records(folder / "runs.jsonl")
+    check_configurations(every)  # duplicates too: the runner refuses the same file, and the report must agree
+    records, duplicates = unique_records(every)
     records, diverged = score_diverged_runs(records)
     if not records:
         return f"# Benchmark campaign `{folder.name}`\n\nNo finished runs yet in `{folder / 'runs.jsonl'}`.\n"

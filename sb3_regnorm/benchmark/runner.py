@@ -102,27 +102,49 @@ class CampaignChangedError(CampaignError):
     """Runs of one arm were recorded under another configuration than the one it has now (or than each other)."""
 
 
+_NO_HASH: Final = "<no config_hash>"
+
+
 def _recorded_hashes(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], set[str]]:
     hashes: dict[tuple[str, str, str], set[str]] = {}
     for record in records:
-        if record.get("config_hash"):  # records written before the hash existed carry none
-            hashes.setdefault(_key(record)[:3], set()).add(str(record["config_hash"]))
+        hashes.setdefault(_key(record)[:3], set()).add(str(record.get("config_hash") or _NO_HASH))
     return hashes
+
+
+def _what_changed(record: dict[str, Any], spec: RunSpec) -> str:
+    """The hyperparameter keys (or the evaluation) in which a recorded run differs from the campaign's spec now."""
+
+    def plain(value: Any) -> Any:
+        return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+    old, new = plain(record.get("hyperparams", {})), plain(spec.hyperparams)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    parts = [f"{k}: {old.get(k, '-')!r} -> {new.get(k, '-')!r}" for k in keys]
+    if not parts:
+        parts = ["the evaluation or protocol settings (`eval`, `protocol_kwargs`)"]
+    return ", ".join(parts)
 
 
 def check_configurations(records: Iterable[dict[str, Any]], campaign: Campaign | None = None) -> None:
     """Raise :class:`CampaignChangedError` when an arm's records mix configurations, or (given ``campaign``) differ
-    from the configuration the campaign now gives that arm.
+    from the configuration the campaign now gives that arm. A record without ``config_hash`` cannot be checked and
+    counts as a configuration of its own.
 
     Why: arms are zoo entries, and zoo entries change (a tuned value adopted or dropped). Resuming after such a change
     would put runs of two configurations under one arm name, and its statistics would describe neither."""
-    current = {s.key[:3]: s.config_hash() for s in campaign.runs()} if campaign is not None else {}
+    records = list(records)
+    specs = {s.key[:3]: s for s in campaign.runs()} if campaign is not None else {}
     problems = []
     for arm, hashes in sorted(_recorded_hashes(records).items()):
         if len(hashes) > 1:
             problems.append(f"{' '.join(arm)}: recorded under {len(hashes)} configurations {sorted(hashes)}")
-        elif arm in current and current[arm] not in hashes:
-            problems.append(f"{' '.join(arm)}: recorded as {next(iter(hashes))}, the campaign now gives {current[arm]}")
+        elif arm in specs and specs[arm].config_hash() not in hashes:
+            record = next(r for r in records if _key(r)[:3] == arm)
+            problems.append(
+                f"{' '.join(arm)}: recorded as {next(iter(hashes))}, the campaign now gives {specs[arm].config_hash()} "
+                f"({_what_changed(record, specs[arm])})"
+            )
     if problems:
         raise CampaignChangedError(
             "runs.jsonl holds runs of another configuration than the arm's ("
