@@ -72,6 +72,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             value = _plain(cell) if not isinstance(cell, list | dict) else cell
             if column.startswith("user_attrs_") and value is not None:
                 row[column[len("user_attrs_") :]] = value
+        if row["state"] == "FAIL" and "error" not in row:  # the objective records every error it sees
+            row["error"] = "its process stopped during the trial (no heartbeat; marked FAIL when the study resumed)"
         rows.append(row)
     return rows
 

@@ -48,6 +48,7 @@ import math
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -409,6 +410,22 @@ def _objective(config: TuneConfig, base: dict[str, Any]) -> Callable[[optuna.Tri
 
 
 # ------------------------------------------------------------------------------------------ study
+HEARTBEAT_S: Final = 60
+"""A running trial writes a heartbeat this often; one silent for :data:`HEARTBEAT_GRACE_S` is stale."""
+HEARTBEAT_GRACE_S: Final = 300
+
+
+def _open_storage(url: str) -> optuna.storages.RDBStorage:
+    """The study's RDB storage with a heartbeat.
+
+    Why: a trial whose process is killed (a session that ends, a machine that goes away) would otherwise stay RUNNING
+    in the study forever; with a heartbeat, optuna marks it FAIL when the study next runs a trial, and the summary
+    says why (see :func:`sb3_regnorm.studies.trial_rows`)."""
+    with warnings.catch_warnings():  # "experimental" since optuna 2.9, and a warning on every tuning run says nothing
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(_storage(url), heartbeat_interval=HEARTBEAT_S, grace_period=HEARTBEAT_GRACE_S)
+
+
 def _storage(url: str) -> str:
     """Create the folder of a ``sqlite:///`` file; other RDB URLs (e.g. PostgreSQL) pass through unchanged."""
     if url.startswith("sqlite:///"):
@@ -478,9 +495,11 @@ def run_study(config: TuneConfig, objective: Callable[[optuna.Trial], float] | N
     busy = f"study {config.study_name} is being tuned by another process; wait for it (a study runs one trial at a time)"
     with exclusive_lock(_lock_path(config), blocking=False, busy=busy):
         study = optuna.create_study(
-            storage=_storage(config.storage), study_name=config.study_name, direction="maximize", load_if_exists=True
+            storage=_open_storage(config.storage), study_name=config.study_name, direction="maximize", load_if_exists=True
         )
         _check_same_definition(study, meta)
+        if config.storage.startswith("sqlite:///"):
+            _fail_orphans(study)
         n_existing = len(study.get_trials(deepcopy=False))
         study.sampler = optuna.samplers.TPESampler(n_startup_trials=config.n_startup_trials, seed=config.seed + n_existing)
         study.pruner = (
@@ -511,6 +530,15 @@ def run_study(config: TuneConfig, objective: Callable[[optuna.Trial], float] | N
         finally:  # also after Ctrl-C: the interrupted trial is stored as FAIL and shows in the summary
             write_summary(study, out_dir)
     return study
+
+
+def _fail_orphans(study: optuna.Study) -> None:
+    """Mark FAIL the RUNNING trials of a study whose lock this process holds: their process is gone.
+
+    Why: a SQLite study is run by one process at a time (its lock), so a RUNNING trial found under the lock was left by
+    a process that was killed, possibly before heartbeats existed. Shared RDB storages rely on the heartbeat alone."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
 def _lock_path(config: TuneConfig) -> Path:

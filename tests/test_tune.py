@@ -166,6 +166,44 @@ def test_auto_overrides_keep_values_that_equal_rn_entry() -> None:
     )
 
 
+def test_a_trial_whose_process_died_is_marked_failed_on_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed tuning process leaves its trial RUNNING; the heartbeat lets the resumed study mark it FAIL, with why."""
+    import time
+
+    _fake_training(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tune, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(tune, "HEARTBEAT_GRACE_S", 1)
+    monkeypatch.setattr(tune, "_fail_orphans", lambda study: None)  # as for a shared (non-SQLite) storage: heartbeat only
+    assert tune_main(_argv(tmp_path, 1)) == 0
+    storage = tune._open_storage(f"sqlite:///{tmp_path / 'tuning' / 'study.db'}")
+    with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize(): what a killed process leaves
+        orphan = optuna.load_study(study_name="tiny", storage=storage).ask()
+    storage.record_heartbeat(orphan._trial_id)
+    time.sleep(2.5)
+    assert tune_main(_argv(tmp_path, 1)) == 0
+    states = [t.state for t in _study(tmp_path).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
+    assert summary["trials"] == {"COMPLETE": 2, "FAIL": 1}
+    assert "process stopped during the trial" in summary["trial_table"][1]["error"]
+
+
+def test_a_trial_left_running_without_heartbeat_is_failed_under_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite study runs in one process at a time, so a RUNNING trial found when it resumes is an orphan."""
+    _fake_training(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert tune_main(_argv(tmp_path, 1)) == 0
+    _study(tmp_path).ask()  # no heartbeat: what a process of an older version leaves when it is killed
+    assert tune_main(_argv(tmp_path, 1)) == 0
+    states = [t.state.name for t in _study(tmp_path).trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"]
+    summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
+    assert "process stopped during the trial" in summary["trial_table"][1]["error"]
+
+
 def test_one_process_per_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Two processes on one study would seed their samplers alike and draw the same parameters."""
     from sb3_regnorm._locking import exclusive_lock
