@@ -322,7 +322,8 @@ def test_a_diverged_run_is_recorded_and_counts_as_the_worst_run(
     records = lines(finished_campaign)
     copy = tmp_path / "with_diverged"
     copy.mkdir()
-    diverged = {**record, "campaign": records[0]["campaign"], "seed": 7}
+    same_arm = next(r for r in records if r["arm"] == "rn")  # the diverging callback is test scaffolding, not a config
+    diverged = {**record, "campaign": same_arm["campaign"], "seed": 7, "config_hash": same_arm["config_hash"]}
     (copy / "runs.jsonl").write_text(finished_campaign.read_text() + json.dumps(diverged) + "\n")
     text = build_report(copy, plots=False)
     worst = min(r["score"] for r in records)
