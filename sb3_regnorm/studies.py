@@ -72,8 +72,10 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             value = _plain(cell) if not isinstance(cell, list | dict) else cell
             if column.startswith("user_attrs_") and value is not None:
                 row[column[len("user_attrs_") :]] = value
-        if row["state"] == "FAIL" and "error" not in row:  # the objective records every error it sees
-            row["error"] = "its process stopped during the trial (no heartbeat; marked FAIL when the study resumed)"
+        if row["state"] != "FAIL":
+            row.pop("failed_seed", None)  # written before pruning was told apart (pruned trials are not failures)
+        elif "error" not in row:  # the objective records every error and interruption it sees
+            row["error"] = "no error recorded: its process was killed during the trial (marked FAIL on resume)"
         rows.append(row)
     return rows
 

@@ -322,6 +322,8 @@ def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any],
         folder = f"trial_{trial.number}" if len(train_seeds) == 1 else f"trial_{trial.number}/seed_{seed}"
         try:
             finals.append(_train_seed(config, trial, entry, seed, folder, prune=index == 0))
+        except optuna.TrialPruned:
+            raise
         except Exception:
             if len(train_seeds) > 1:
                 trial.set_user_attr("failed_seed", seed)  # the error itself is recorded by the objective
@@ -331,6 +333,11 @@ def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any],
             for key, attr in (("seed_eval_std", "eval_std"), ("seed_fps", "fps")):
                 per_seed[key].append(trial.user_attrs.get(attr))
                 trial.set_user_attr(key, per_seed[key])
+    if len(train_seeds) > 1:  # the trial-level values describe the trial, not its last seed
+        for key, attr in (("seed_eval_std", "eval_std"), ("seed_fps", "fps")):
+            values = [float(v) for v in per_seed[key] if v is not None]
+            if values:
+                trial.set_user_attr(attr, sum(values) / len(values))
     value = sum(finals) / len(finals)
     trial.report(value, step=config.n_evaluations)
     if not math.isfinite(value):
@@ -404,6 +411,9 @@ def _objective(config: TuneConfig, base: dict[str, Any]) -> Callable[[optuna.Tri
             raise
         except Exception as exc:  # recorded with the trial (optuna only logs it), then optuna marks the trial FAIL
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        except KeyboardInterrupt:  # Ctrl-C: optuna stores the trial as FAIL and stops the study
+            trial.set_user_attr("error", "KeyboardInterrupt: tuning was interrupted during this trial")
             raise
 
     return objective

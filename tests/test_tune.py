@@ -186,7 +186,7 @@ def test_a_trial_whose_process_died_is_marked_failed_on_resume(tmp_path: Path, m
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
     assert summary["trials"] == {"COMPLETE": 2, "FAIL": 1}
-    assert "process stopped during the trial" in summary["trial_table"][1]["error"]
+    assert "process was killed during the trial" in summary["trial_table"][1]["error"]
 
 
 def test_a_trial_left_running_without_heartbeat_is_failed_under_the_lock(
@@ -201,7 +201,27 @@ def test_a_trial_left_running_without_heartbeat_is_failed_under_the_lock(
     states = [t.state.name for t in _study(tmp_path).trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE"]
     summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())
-    assert "process stopped during the trial" in summary["trial_table"][1]["error"]
+    assert "process was killed during the trial" in summary["trial_table"][1]["error"]
+
+
+def test_interrupted_and_pruned_trials_are_labelled_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C records why its trial failed; a pruned multi-seed trial is not a failure of its first seed."""
+
+    def first_seed_pruned(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seed: int, folder: str,
+                          prune: bool) -> float:  # fmt: skip
+        if trial.number == 1:
+            raise KeyboardInterrupt
+        raise optuna.TrialPruned("pruned after evaluation 1")
+
+    monkeypatch.setattr(tune, "_train_seed", first_seed_pruned)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        tune_main(_argv(tmp_path, 3, "--seeds-per-trial", "2"))
+    trials = _study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["PRUNED", "FAIL"]
+    assert "failed_seed" not in trials[0].user_attrs
+    summary = json.loads((tmp_path / "tuning" / "tiny.json").read_text())  # written on the way out
+    assert summary["trial_table"][1]["error"].startswith("KeyboardInterrupt: tuning was interrupted")
 
 
 def test_one_process_per_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
