@@ -85,13 +85,13 @@ __all__ = [
 TUNING_SEED_MIN: Final = 1000
 """Tuning seeds start here; benchmark reports use seeds 0..K-1 with K <= 1000."""
 TUNING_EVAL_SEED_OFFSET: Final = 300_000
+"""A study evaluates on envs seeded ``--seed + TUNING_EVAL_SEED_OFFSET`` (>= 301000): never the envs confirmations
+(``EVAL_SEED_OFFSET + 100 x seed``, < 200000) or benchmark campaigns (200000 + 100 x seed + i, < 300000) score on."""
 SEED_STRIDE: Final = 10_000
 """Seed ``j`` of a trial trains with ``--seed + trial number + j * SEED_STRIDE``. Why the stride: rl_zoo3 seeds env
 ``k`` of a run with ``seed + k``, so runs with neighbouring seeds share shifted env seed streams; a trial's seeds sit
 10,000 apart so that they share none (with up to ``MAX_SEEDS_PER_TRIAL`` seeds, all stay below 100,000)."""
 MAX_SEEDS_PER_TRIAL: Final = 9
-"""A study evaluates on envs seeded ``--seed + TUNING_EVAL_SEED_OFFSET`` (>= 301000): never the envs confirmations
-(``EVAL_SEED_OFFSET + 100 x seed``, < 200000) or benchmark campaigns (200000 + 100 x seed + i, < 300000) score on."""
 _TRIAL_DEFINING: Final = ("algo", "env", "norm", "n_timesteps", "evaluation", "seeds", "fixed", "zoo_entry", "zoo_entries")
 """Stored facts of a study that define what its trials mean: a resumed study must not change them."""
 ACTIVATIONS: Final = {"tanh": "nn.Tanh", "relu": "nn.ReLU"}
@@ -316,28 +316,23 @@ def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any],
     Why several seeds: one seed's final return on LunarLander at these budgets varies by more than the differences
     between good settings, so a single-seed best trial is mostly luck. The first seed's intermediate evaluations feed
     the pruner (the others run to the end); the objective reported last is the mean over seeds."""
-    finals: list[float] = []
-    per_seed: dict[str, list[Any]] = {"seed_eval_std": [], "seed_fps": []}
+    results: list[tuple[float, float, float]] = []  # (final return, its std, fps) per seed
     for index, seed in enumerate(train_seeds):
         folder = f"trial_{trial.number}" if len(train_seeds) == 1 else f"trial_{trial.number}/seed_{seed}"
         try:
-            finals.append(_train_seed(config, trial, entry, seed, folder, prune=index == 0))
+            results.append(_train_seed(config, trial, entry, seed, folder, prune=index == 0))
         except optuna.TrialPruned:
             raise
         except Exception:
             if len(train_seeds) > 1:
                 trial.set_user_attr("failed_seed", seed)  # the error itself is recorded by the objective
             raise
-        if len(train_seeds) > 1:  # eval_std and fps describe one run: keep every seed's
-            trial.set_user_attr("seed_values", finals)
-            for key, attr in (("seed_eval_std", "eval_std"), ("seed_fps", "fps")):
-                per_seed[key].append(trial.user_attrs.get(attr))
-                trial.set_user_attr(key, per_seed[key])
-    if len(train_seeds) > 1:  # the trial-level values describe the trial, not its last seed
-        for key, attr in (("seed_eval_std", "eval_std"), ("seed_fps", "fps")):
-            values = [float(v) for v in per_seed[key] if v is not None]
-            if values:
-                trial.set_user_attr(attr, sum(values) / len(values))
+        if len(train_seeds) > 1:  # finished seeds stay visible if a later one fails
+            for key, column in (("seed_values", 0), ("seed_eval_std", 1), ("seed_fps", 2)):
+                trial.set_user_attr(key, [r[column] for r in results])
+    finals, stds, fps = zip(*results, strict=True)
+    trial.set_user_attr("eval_std", sum(stds) / len(stds))  # trial-level values: means over seeds
+    trial.set_user_attr("fps", round(sum(fps) / len(fps)))
     value = sum(finals) / len(finals)
     trial.report(value, step=config.n_evaluations)
     if not math.isfinite(value):
@@ -345,13 +340,19 @@ def _train_trial(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any],
     return value
 
 
-def _train_seed(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seed: int, folder: str, prune: bool) -> float:
-    """One training seed of a trial through rl_zoo3; its final evaluation return (pruned: raises TrialPruned)."""
+def _train_seed(
+    config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], seed: int, folder: str, prune: bool
+) -> tuple[float, float, float]:
+    """One training seed of a trial through rl_zoo3: (final evaluation return, its std, env steps per second).
+    Raises TrialPruned when ``prune`` and the pruner stops it."""
     trial_dir = config.log_folder / config.study_name / folder
     model, manager = setup_model(config.algo, config.env_id, entry, seed, trial_dir, config.n_timesteps)
 
+    stds: list[float] = []
+
     def evaluate() -> float:
         mean, std = evaluate_model(model, manager, _eval_settings(config))
+        stds.append(std)
         trial.set_user_attr("eval_std", std)
         return mean
 
@@ -364,8 +365,9 @@ def _train_seed(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], 
         if model.env is not None:
             model.env.close()
     trial.set_user_attr("timesteps", int(model.num_timesteps))
-    trial.set_user_attr("fps", round(model.num_timesteps / max(time.perf_counter() - start, 1e-9)))
+    fps = model.num_timesteps / max(time.perf_counter() - start, 1e-9)
     if callback.pruned:
+        trial.set_user_attr("fps", round(fps))
         trial.set_user_attr("intermediate", callback.values)
         raise optuna.TrialPruned(f"pruned after evaluation {len(callback.values)}: {callback.values[-1]:.3f}")
     value = evaluate()
@@ -373,7 +375,7 @@ def _train_seed(config: TuneConfig, trial: optuna.Trial, entry: dict[str, Any], 
         trial.set_user_attr("intermediate", [*callback.values, value])
     if not math.isfinite(value):
         raise FloatingPointError(f"non-finite evaluation return {value} (seed {seed})")
-    return value
+    return value, stds[-1], round(fps)
 
 
 def _without_fixed(extra: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
