@@ -8,6 +8,7 @@ seed), deterministic for LunarLander and stochastic for MiniGrid, as rl_zoo3 doe
 Usage::
 
     sb3-regnorm confirm --algo ppo --env LunarLander-v3 --norm rn [--seeds 0 1 2] [--out zoo/studies/confirmations.json]
+    sb3-regnorm confirm --from-campaign lunarlander     # campaign runs of unchanged zoo entries, seeds 0-2
 
 The record is rewritten after every seed (a killed run keeps its finished seeds); a record whose ``entry`` differs
 from the current zoo entry is stale and is replaced, not extended. Each write re-reads the file under a lock and merges
@@ -34,9 +35,19 @@ from sb3_regnorm import zoo
 from sb3_regnorm._divergence import TrainingDiverged
 from sb3_regnorm._locking import atomic_write_text, exclusive_lock
 from sb3_regnorm.nets import NORMS
-from sb3_regnorm.training import EVAL_SEED_OFFSET
+from sb3_regnorm.training import EVAL_SEED_OFFSET, report_eval_settings
 
-__all__ = ["DEFAULT_OUT", "ConfirmSettings", "confirm", "find_record", "load_records", "main", "record_key", "zoo_table"]
+__all__ = [
+    "DEFAULT_OUT",
+    "ConfirmSettings",
+    "confirm",
+    "confirm_from_campaign",
+    "find_record",
+    "load_records",
+    "main",
+    "record_key",
+    "zoo_table",
+]
 
 DEFAULT_OUT: Final = Path("zoo/studies/confirmations.json")
 """Relative to the working directory (the checkout's root for the committed records)."""
@@ -121,19 +132,28 @@ def _lock_path(out: Path) -> Path:
 _Result = tuple[float | None, float | None, float, str | None]  # (mean, std, train seconds, divergence error)
 
 
-def _merge_seed(out: Path, fresh: dict[str, Any], seed: int, result: _Result) -> dict[str, Any]:
+def _merge_seed(
+    out: Path, fresh: dict[str, Any], seed: int, result: _Result, source: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Under the file's lock: re-read the records, put ``seed``'s result into the current record of the same entry and
-    evaluation (a stale one is replaced), write, and return the record."""
+    evaluation (a stale one is replaced), write, and return the record.
+
+    ``source`` names the campaign run a seed's result comes from (kept per seed under ``sources``); ``command`` lists
+    the seeds ``confirm`` trained itself."""
     key = record_key(fresh)
     with exclusive_lock(_lock_path(out), blocking=True):
         records = load_records(out)
         old = next((r for r in records if record_key(r) == key), None)
         results: dict[int, _Result] = {}
+        sources: dict[str, dict[str, str]] = {}
         if old is not None and old.get("entry") == fresh["entry"] and old.get("evaluation") == fresh["evaluation"]:
             errors = old.get("diverged", {})
             columns = zip(old["seeds"], old["returns"], old.get("stds", []), old.get("train_s", []), strict=False)
             results = {int(s): (ret, std, secs, errors.get(str(s))) for s, ret, std, secs in columns}
+            sources = {k: v for k, v in old.get("sources", {}).items() if int(k) != seed}
         results[seed] = result
+        if source is not None:
+            sources[str(seed)] = source
         seeds = sorted(results)
         returns = [results[s][0] for s in seeds]
         finite = [r for r in returns if r is not None]
@@ -148,7 +168,14 @@ def _merge_seed(out: Path, fresh: dict[str, Any], seed: int, result: _Result) ->
         diverged = {str(s): results[s][3] for s in seeds if results[s][3] is not None}
         if diverged:
             record["diverged"] = diverged
-        record["command"] = fresh["command"].replace("{seeds}", " ".join(map(str, seeds)))
+        own = [s for s in seeds if str(s) not in sources]  # seeds trained by `confirm` itself
+        if own:
+            record["command"] = fresh["command"].replace("{seeds}", " ".join(map(str, own)))
+        else:
+            runs_files = sorted({src["runs"] for src in sources.values()})
+            record["command"] = " ".join(["sb3-regnorm confirm --from-campaign", *runs_files])
+        if sources:
+            record["sources"] = dict(sorted(sources.items(), key=lambda item: int(item[0])))
         _write(out, [*(r for r in records if record_key(r) != key), record])
     return record
 
@@ -156,7 +183,7 @@ def _merge_seed(out: Path, fresh: dict[str, Any], seed: int, result: _Result) ->
 def _run_seed(settings: ConfirmSettings, entry: dict[str, Any], seed: int) -> _Result:
     """Train the entry on ``seed`` at its full budget: (mean, std) evaluation return, seconds, and the error if the
     agent diverged (then mean and std are None)."""
-    from sb3_regnorm.training import report_eval_settings, train_and_score
+    from sb3_regnorm.training import train_and_score
 
     scoring = report_eval_settings(settings.env_id, seed, settings.eval_episodes, settings.n_eval_envs)
     start = time.perf_counter()
@@ -168,6 +195,25 @@ def _run_seed(settings: ConfirmSettings, entry: dict[str, Any], seed: int) -> _R
     if not (math.isfinite(mean) and math.isfinite(std)):
         return None, None, seconds, f"non-finite evaluation return {mean}"
     return round(mean, 4), round(std, 4), seconds, None
+
+
+def _fresh_record(settings: ConfirmSettings, n_timesteps: int, smoke: Sequence[str] = ()) -> dict[str, Any]:
+    """The record of ``settings``'s entry without results: what identifies it, how it is scored, how to rerun it."""
+    evaluation = (
+        f"{settings.episodes()} episodes on {settings.n_eval_envs} envs seeded {EVAL_SEED_OFFSET} + 100 x seed, "
+        f"{'stochastic' if settings.env_id in zoo.MINIGRID_IDS else 'deterministic'} actions"
+    )
+    algo, env_id, norm = settings.algo, settings.env_id, settings.norm
+    return {
+        "algo": algo,
+        "env": env_id,
+        "norm": norm,
+        "n_timesteps": n_timesteps,
+        "evaluation": evaluation,
+        "tuned": bool(zoo.tuned_overrides(algo, env_id, norm)),
+        "entry": {**_comparable_entry(algo, env_id, norm), "n_timesteps": n_timesteps},
+        "command": " ".join(["sb3-regnorm confirm --algo", algo, "--env", env_id, "--norm", norm, *smoke, "--seeds {seeds}"]),
+    }
 
 
 def confirm(settings: ConfirmSettings) -> dict[str, Any]:
@@ -186,23 +232,7 @@ def confirm(settings: ConfirmSettings) -> dict[str, Any]:
         )
     if settings.n_timesteps:
         entry["n_timesteps"] = settings.n_timesteps
-    evaluation = (
-        f"{settings.episodes()} episodes on {settings.n_eval_envs} envs seeded {EVAL_SEED_OFFSET} + 100 x seed, "
-        f"{'stochastic' if settings.env_id in zoo.MINIGRID_IDS else 'deterministic'} actions"
-    )
-    fresh: dict[str, Any] = {
-        "algo": settings.algo,
-        "env": settings.env_id,
-        "norm": settings.norm,
-        "n_timesteps": int(entry["n_timesteps"]),
-        "evaluation": evaluation,
-        "tuned": bool(zoo.tuned_overrides(settings.algo, settings.env_id, settings.norm)),
-        "entry": {**_comparable_entry(settings.algo, settings.env_id, settings.norm), "n_timesteps": entry["n_timesteps"]},
-        "command": " ".join(
-            ["sb3-regnorm confirm --algo", settings.algo, "--env", settings.env_id, "--norm", settings.norm, *smoke]
-        )
-        + " --seeds {seeds}",
-    }
+    fresh = _fresh_record(settings, int(entry["n_timesteps"]), smoke)
     record: dict[str, Any] = {}
     for seed in settings.seeds:
         result = _run_seed(settings, entry, seed)
@@ -211,6 +241,59 @@ def confirm(settings: ConfirmSettings) -> dict[str, Any]:
         outcome = f"diverged: {error}" if error else f"{mean:.4g} +- {std:.3g}"
         print(f"[confirm] {settings.algo} {settings.env_id} {settings.norm} seed {seed}: {outcome}", flush=True)
     return record
+
+
+def _campaign_result(run: dict[str, Any], settings: ConfirmSettings) -> _Result | str:
+    """The confirmation result of one campaign run, or why it cannot stand in for a ``confirm`` run."""
+    report = run.get("report_eval")
+    train_s = round(float(run.get("train_time_s", run.get("wall_time_s", 0.0))), 1)
+    if run.get("diverged"):
+        return None, None, train_s, f"{run['diverged']['error']} (at step {run['diverged']['at_step']})"
+    if report is None:
+        return "recorded before runs were scored as `confirm` scores them (no report_eval)"
+    expected = report_eval_settings(settings.env_id, int(run["seed"]))
+    scored_as = (report["episodes"], report["n_envs"], report["first_seed"], report["deterministic"])
+    if scored_as != (expected.n_episodes, expected.n_envs, expected.seed, settings.env_id not in zoo.MINIGRID_IDS):
+        return f"scored otherwise than `confirm` scores ({scored_as})"
+    if int(run["n_timesteps"]) < int(run["hyperparams"]["n_timesteps"]):
+        return f"trained {run['n_timesteps']} of {run['hyperparams']['n_timesteps']} steps"
+    return round(float(report["mean"]), 4), round(float(report["std"]), 4), train_s, None
+
+
+def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, seeds: Sequence[int] = (0, 1, 2)) -> list[str]:
+    """Record campaign runs of *unchanged* zoo entries as their confirmations; return one line per arm and seed.
+
+    Why: a campaign arm that is a zoo entry as shipped (same hyperparameters, full budget) trains exactly what
+    ``confirm`` would train, and its runs score the final policy as ``confirm`` does (``report_eval``), so rerunning
+    them would only spend compute. Arms with overrides, other budgets or changed entries, and runs without
+    ``report_eval``, are skipped with the reason. Each seed keeps its source (``sources``) in the record.
+    """
+    from sb3_regnorm.benchmark.runner import read_records, unique_records
+
+    runs_path = Path(runs_path)
+    runs, _ = unique_records(read_records(runs_path))
+    lines = []
+    for run in sorted(runs, key=lambda r: (r["algo"], r["env"], r["arm"], int(r["seed"]))):
+        algo, env_id, norm, arm, seed = run["algo"], run["env"], run["norm"], run["arm"], int(run["seed"])
+        if seed not in seeds:
+            continue
+        where = f"{run.get('campaign', '?')} {algo} {env_id} {arm} seed {seed}"
+        if run.get("protocol", "zoo") != "zoo" or not zoo.has_entry(algo, env_id):
+            continue  # not a zoo entry at all (the paper's protocol, an env the zoo does not ship)
+        settings = ConfirmSettings(algo, env_id, norm, seeds=(seed,), out=Path(out))
+        fresh = _fresh_record(settings, int(zoo.raw_entry(algo, env_id, norm)["n_timesteps"]))
+        if json.loads(json.dumps(run["hyperparams"], default=str)) != fresh["entry"]:
+            lines.append(f"skipped {where}: the arm is not the zoo's {norm} entry as shipped")
+            continue
+        result = _campaign_result(run, settings)
+        if isinstance(result, str):
+            lines.append(f"skipped {where}: {result}")
+            continue
+        source = {"runs": runs_path.as_posix(), "campaign": str(run.get("campaign")), "arm": arm}
+        _merge_seed(Path(out), fresh, seed, result, source)
+        mean, std, _, error = result
+        lines.append(f"recorded {where}: " + (f"diverged ({error})" if error else f"{mean:.4g} +- {std:.3g}"))
+    return lines
 
 
 _ALGO_NAMES: Final = {"ppo": "PPO", "a2c": "A2C", "dqn": "DQN"}
@@ -247,6 +330,13 @@ def zoo_table(records: list[dict[str, Any]]) -> str:
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", action="store_true", help="print the README's zoo table from --out and exit")
+    parser.add_argument(
+        "--from-campaign",
+        nargs="+",
+        metavar="CAMPAIGN",
+        help="record the runs of unchanged zoo entries on --seeds in a campaign's runs.jsonl (a path, or a name under "
+        "logs/benchmarks/) as their confirmations, instead of training",
+    )
     parser.add_argument("--algo", choices=zoo.ALGOS)
     parser.add_argument("--env", choices=zoo.ENV_IDS)
     parser.add_argument("--norm", choices=NORMS)
@@ -265,6 +355,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.c
     args = parser.parse_args(argv)
     if args.table:
         print(zoo_table(load_records(args.out)), end="")
+        return 0
+    if args.from_campaign:
+        for name in args.from_campaign:
+            path = Path(name) if Path(name).is_file() else Path("logs/benchmarks") / name / "runs.jsonl"
+            if not path.is_file():
+                print(f"error: {name}: neither a runs.jsonl file nor a campaign under logs/benchmarks/", file=sys.stderr)
+                return 2
+            for line in confirm_from_campaign(path, args.out, args.seeds):
+                print(f"[confirm] {line}")
         return 0
     if not (args.algo and args.env and args.norm):
         parser.error("--algo, --env and --norm are required (or --table)")

@@ -34,8 +34,8 @@ __all__ = [
     "train_and_score",
 ]
 
-MONITORING_CALLBACKS: Final = (zoo.CALLBACK, zoo.DIAGNOSTICS_CALLBACK)
-"""Callbacks that only log (code length, diagnostics): left out of tuning and confirmation runs, which they do not change."""
+MONITORING_CALLBACKS: Final = zoo.MONITORING_CALLBACKS
+"""Callbacks that only log (code length, probes, diagnostics): left out of tuning and confirmation runs."""
 EVAL_SEED_OFFSET: Final = 100_000
 """Evaluation envs are seeded at ``EVAL_SEED_OFFSET`` and above: never a training seed (0..K-1 or tuning >= 1000)."""
 
@@ -47,22 +47,10 @@ def python_entry(entry: dict[str, Any], keep_callbacks: bool = True) -> dict[str
     monitoring callbacks (:data:`MONITORING_CALLBACKS`) are dropped (they only log, and cost time) while any other
     callback (e.g. a non-stationary env's phase clock, which drives the env) stays.
     """
-    out = copy.deepcopy(entry)
+    out = copy.deepcopy(entry) if keep_callbacks else zoo.without_monitoring(entry)
     if "policy_kwargs" in out:
         out["policy_kwargs"] = zoo.policy_kwargs_objects(out["policy_kwargs"])
-    if not keep_callbacks and "callback" in out:
-        items = out["callback"] if isinstance(out["callback"], list) else [out["callback"]]
-        kept = [item for item in items if _callback_name(item) not in MONITORING_CALLBACKS]
-        if kept:
-            out["callback"] = kept
-        else:
-            del out["callback"]
     return out
-
-
-def _callback_name(item: Any) -> str:
-    """The dotted name of an rl_zoo3 ``callback`` item (a name, or a one-key ``{name: kwargs}`` mapping)."""
-    return str(next(iter(item))) if isinstance(item, dict) and len(item) == 1 else str(item)
 
 
 class EntryExperimentManager(ExperimentManager):

@@ -42,6 +42,7 @@ __all__ = [
     "ENV_IDS",
     "LUNAR_LANDER",
     "MINIGRID_IDS",
+    "MONITORING_CALLBACKS",
     "NONSTATIONARY_IDS",
     "OVERRIDES",
     "REMOVED",
@@ -63,6 +64,7 @@ __all__ = [
     "render_policy_kwargs",
     "tuned_overrides",
     "validate_entry",
+    "without_monitoring",
     "write_zoo",
     "zoo_files",
     "zoo_path",
@@ -85,6 +87,8 @@ PROBE_CALLBACK: Final = "sb3_regnorm.probes.RegularityProbeCallback"
 """Monitors a policy without RN layers (``none``/``ln`` entries) with pure RN probes."""
 DIAGNOSTICS_CALLBACK: Final = "sb3_regnorm.diagnostics.DiagnosticsCallback"
 """Dormant units, saturation and srank, in every entry. All three use their default cadence (~100 logs per run)."""
+MONITORING_CALLBACKS: Final = (CALLBACK, PROBE_CALLBACK, DIAGNOSTICS_CALLBACK)
+"""Callbacks that only log (they change nothing that is learned): left out of tuning, confirmation and benchmark runs."""
 MINIGRID_WRAPPER: Final = "minigrid.wrappers.ImgObsWrapper"
 _POLICIES: Final = {
     ("ppo", False): "sb3_regnorm.RNActorCriticPolicy",
@@ -261,6 +265,27 @@ Keys are rl_zoo3 keys; ``policy_kwargs`` is merged into the base ``policy_kwargs
 def entry_env_ids(algo: str) -> tuple[str, ...]:
     """The env ids the zoo ships an entry for with ``algo``, in :data:`ENV_IDS` order."""
     return tuple(env_id for env_id in ENV_IDS if _alias(env_id) in BASE[algo])
+
+
+def without_monitoring(entry: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``entry`` without its :data:`MONITORING_CALLBACKS`; any other callback (e.g. a non-stationary env's
+    phase clock, which drives the env) stays. Matched by class name, so ``sb3_regnorm.RegularityCallback`` counts too."""
+    out = copy.deepcopy(entry)
+    if "callback" not in out:
+        return out
+    monitoring = {name.rsplit(".", 1)[-1] for name in MONITORING_CALLBACKS}
+    items = out["callback"] if isinstance(out["callback"], list) else [out["callback"]]
+    kept = [item for item in items if _callback_name(item).rsplit(".", 1)[-1] not in monitoring]
+    if kept:
+        out["callback"] = kept
+    else:
+        del out["callback"]
+    return out
+
+
+def _callback_name(item: Any) -> str:
+    """The dotted name of an rl_zoo3 ``callback`` item (a name, or a one-key ``{name: kwargs}`` mapping)."""
+    return str(next(iter(item))) if isinstance(item, dict) and len(item) == 1 else str(item)
 
 
 def has_entry(algo: str, env_id: str) -> bool:

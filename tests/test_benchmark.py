@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -197,6 +198,10 @@ def test_resume_after_kill_runs_each_run_once(finished_campaign: Path) -> None:
         assert len(r["curve"]["returns"]) == 4 and r["curve"]["deterministic"] is True
         assert r["score"] == pytest.approx(r["curve"]["returns"][-1])  # 4 points: only the last is in the final 10%
         assert r["eval_seed"] == 200_000 + 100 * r["seed"] and r["torch_threads"] == 1
+        # scored once more as `sb3-regnorm confirm` scores (so a zoo entry's seeds 0-2 can confirm it)
+        report = r["report_eval"]
+        assert (report["episodes"], report["n_envs"], report["first_seed"]) == (20, 5, 100_000 + 100 * r["seed"])
+        assert report["deterministic"] is True and math.isfinite(report["mean"]) and report["std"] >= 0
     again = _run_cli(
         ["run", str(finished_campaign.parent.parent.parent / "tiny.yaml"), "--root", str(finished_campaign.parent.parent)],
         ROOT,

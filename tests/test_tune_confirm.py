@@ -132,3 +132,65 @@ def test_committed_confirmations_are_for_shipped_entries() -> None:
 def test_readme_zoo_table_is_current() -> None:
     table = confirm.zoo_table(confirm.load_records(_COMMITTED))
     assert table in _README.read_text(), "README zoo table is stale: paste `sb3-regnorm confirm --table`"
+
+
+def _campaign_run(arm: str, norm: str, seed: int, **changes: Any) -> dict[str, Any]:
+    """A runs.jsonl record of the shipped `lunarlander` campaign's A2C arm, as the runner writes it."""
+    from sb3_regnorm.benchmark.campaign import load_campaign
+
+    spec = next(s for s in load_campaign("lunarlander").runs() if (s.algo, s.arm, s.seed) == ("a2c", arm, seed))
+    record = {
+        "campaign": "lunarlander", "protocol": "zoo", "algo": "a2c", "env": zoo.LUNAR_LANDER, "norm": norm, "arm": arm,
+        "seed": seed, "n_timesteps": spec.n_timesteps, "score": 1.0, "hyperparams": spec.hyperparams,
+        "train_time_s": 40.0 + seed, "wall_time_s": 50.0,
+        "report_eval": {"mean": 10.0 * seed - 5, "std": 2.0, "episodes": 20, "n_envs": 5,
+                        "first_seed": 100_000 + 100 * seed, "deterministic": True},
+    }  # fmt: skip
+    return {**record, **changes}
+
+
+def test_campaign_runs_of_unchanged_entries_become_confirmations(tmp_path: Path) -> None:
+    """`confirm --from-campaign`: only runs that trained the shipped entry at its budget and were scored as `confirm`
+    scores count; the rest are named with the reason, and a later `confirm` seed keeps the campaign seeds' sources."""
+    runs = [
+        _campaign_run("none", "none", 0),
+        _campaign_run("none", "none", 1),
+        _campaign_run("none", "none", 2, report_eval=None, diverged={"error": "FloatingPointError: x", "at_step": 7}),
+        _campaign_run("none", "none", 3),  # not a report seed of a confirmation (--seeds 0 1 2)
+        _campaign_run("rn-tuned", "rn", 0),  # overrides: not the shipped entry
+        _campaign_run("ln", "ln", 0, report_eval=None),  # recorded before runs carried report_eval
+        _campaign_run("ln", "ln", 1, report_eval={**_campaign_run("ln", "ln", 1)["report_eval"], "episodes": 10}),
+        _campaign_run("rn", "rn", 0, n_timesteps=1000),  # stopped early
+    ]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(run) + "\n" for run in runs))
+    out = tmp_path / "confirmations.json"
+    lines = confirm.confirm_from_campaign(path, out)
+    assert [line.split(":")[0] for line in lines if line.startswith("recorded")] == [
+        f"recorded lunarlander a2c {zoo.LUNAR_LANDER} none seed {s}" for s in (0, 1, 2)
+    ]
+    reasons = " | ".join(line for line in lines if line.startswith("skipped"))
+    assert "rn-tuned seed 0: the arm is not the zoo's rn entry as shipped" in reasons
+    assert "ln seed 0: recorded before runs were scored" in reasons and "ln seed 1: scored otherwise" in reasons
+    assert "rn seed 0: trained 1000 of 200000 steps" in reasons and "seed 3" not in reasons
+    (record,) = confirm.load_records(out)
+    assert record == confirm.find_record([record], "a2c", zoo.LUNAR_LANDER, "none")  # the current entry's record
+    assert record["seeds"] == [0, 1, 2] and record["returns"] == [-5.0, 5.0, None] and record["mean"] is None
+    assert record["diverged"] == {"2": "FloatingPointError: x (at step 7)"} and record["train_s"] == [40.0, 41.0, 42.0]
+    assert record["sources"]["1"] == {"runs": path.as_posix(), "campaign": "lunarlander", "arm": "none"}
+    assert record["command"] == f"sb3-regnorm confirm --from-campaign {path.as_posix()}"
+    # a seed trained by `confirm` itself replaces the campaign's seed 2 and names itself in the command
+    fresh = confirm._fresh_record(ConfirmSettings("a2c", zoo.LUNAR_LANDER, "none"), record["n_timesteps"])
+    merged = confirm._merge_seed(out, fresh, 2, (7.0, 1.0, 50.0, None))
+    assert merged["returns"] == [-5.0, 5.0, 7.0] and merged["mean"] == round(7.0 / 3, 4) and "diverged" not in merged
+    assert sorted(merged["sources"]) == ["0", "1"] and merged["command"].endswith("--norm none --seeds 2")
+    assert confirm.confirm_from_campaign(path, out, seeds=(1,)) and confirm.load_records(out)[0]["returns"][2] == 7.0
+
+
+def test_confirm_from_campaign_cli_names_a_missing_campaign(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sb3_regnorm", "confirm", "--from-campaign", "no-such", "--out", str(tmp_path / "c.json")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no-such: neither a runs.jsonl file nor a campaign" in proc.stderr
+    assert not (tmp_path / "c.json").exists()

@@ -174,38 +174,22 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merge_overrides(base, extra)
 
 
-_MONITORING: Final = ("RegularityCallback", "RegularityProbeCallback", "DiagnosticsCallback")
-
-
-def _drop_monitoring(hyperparams: dict[str, Any]) -> None:
-    """Remove the zoo's monitoring callbacks (they only log, and cost time); keep the rest (e.g. the phase clock)."""
-    callbacks = hyperparams.pop("callback", None)
-    if callbacks is None:
-        return
-    items = callbacks if isinstance(callbacks, list) else [callbacks]
-    kept = [c for c in items if not str(next(iter(c)) if isinstance(c, dict) else c).endswith(_MONITORING)]
-    if kept:
-        hyperparams["callback"] = kept
-
-
 def resolve_hyperparams(protocol: str, exp: Experiment, arm: Arm) -> dict[str, Any]:
     """The exact hyperparameters of an arm (rl_zoo3 keys, ``policy_kwargs`` a dict), recorded with every run."""
     if protocol == "paper_dqn":
         return _merge({"norm": arm.norm, **exp.protocol_kwargs}, arm.overrides)
+    from sb3_regnorm import zoo
+
     if exp.hyperparams is not None:  # an env outside the zoo: the campaign gives the base entry
         base = copy.deepcopy(exp.hyperparams)
         base.setdefault("policy", _POLICIES.get(exp.algo, _POLICIES_DQN))
         base["policy_kwargs"] = {"norm": arm.norm, **base.get("policy_kwargs", {})}
-        out = _merge(base, arm.overrides)
     else:
-        from sb3_regnorm import zoo
-
-        entry = zoo.raw_entry(exp.algo, exp.env, arm.norm, tuned=arm.tuned)
-        out = _merge(entry, arm.overrides)
-    _drop_monitoring(out)
+        base = zoo.raw_entry(exp.algo, exp.env, arm.norm, tuned=arm.tuned)
     if "norm" in arm.overrides.get("policy_kwargs", {}):
         raise CampaignError(f"arm {arm.name!r}: set the norm with `norm:`, not in policy_kwargs")
-    return out
+    # the monitoring callbacks only log, and cost time; any other callback (e.g. the phase clock) stays
+    return zoo.without_monitoring(_merge(base, arm.overrides))
 
 
 # ------------------------------------------------------------------------------------------ loading

@@ -6,6 +6,8 @@ policy is evaluated when training passes each of ``points`` evenly spaced steps 
 scored after their last update) on fresh eval envs seeded ``EVAL_SEED_BASE + 100 * seed + i``; actions are
 deterministic except on MiniGrid (rl_zoo3's rule). **Score** = mean evaluation return over the evaluation points at or
 after 90% of the training budget (with 20 points: the evaluations at 90%, 95% and 100%, 3 x ``episodes`` episodes).
+The trained policy is also scored once more as ``sb3-regnorm confirm`` scores it (``report_eval``: 20 episodes, 50 on
+MiniGrid, on envs seeded ``EVAL_SEED_OFFSET + 100 * seed``), so that seeds 0-2 of a zoo entry confirm it.
 
 Protocol ``paper_dqn``: :mod:`sb3_regnorm.benchmark.paper_dqn` (score = mean of the final 50 training episodes).
 
@@ -93,6 +95,23 @@ def _sync_eval_phase(model: Any, callbacks: list[Any], env: Any) -> tuple[int | 
     return sync_phase(env, phase=phase), (clock.switches if clock is not None else None)
 
 
+def _report_evaluation(model: Any, manager: Any, spec: RunSpec) -> dict[str, Any]:
+    """Score the trained policy as ``sb3-regnorm confirm`` does (its episodes, envs and eval seeds), so that a campaign
+    run of an unchanged zoo entry on seeds 0-2 doubles as that entry's confirmation (``confirm --from-campaign``)."""
+    from sb3_regnorm.training import evaluate_model, report_eval_settings
+
+    settings = report_eval_settings(spec.env, spec.seed)
+    mean, std = evaluate_model(model, manager, settings)
+    return {
+        "mean": mean,
+        "std": std,
+        "episodes": settings.n_episodes,
+        "n_envs": settings.n_envs,
+        "first_seed": settings.seed,
+        "deterministic": bool(manager.deterministic_eval),
+    }
+
+
 def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
     """Train the arm's entry through rl_zoo3's ExperimentManager with periodic evaluation; return the results."""
     import numpy as np
@@ -150,6 +169,9 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
     try:
         model.learn(n_timesteps, callback=callbacks)
         evaluate(int(model.num_timesteps))  # the last point: the trained policy
+        t0 = time.perf_counter()
+        report_eval = _report_evaluation(model, manager, spec)
+        eval_time[0] += time.perf_counter() - t0
     except DIVERGENCE_ERRORS as exc:
         partial = {"curve": {**curve, "episodes": episodes, "deterministic": deterministic}, "eval_time_s": eval_time[0]}
         raise TrainingDiverged(exc, int(model.num_timesteps), partial) from exc
@@ -168,6 +190,7 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
         ),
         "n_timesteps": int(model.num_timesteps),
         "curve": {**curve, "episodes": episodes, "deterministic": deterministic},
+        "report_eval": report_eval,
         "train_time_s": wall - eval_time[0],
         "eval_time_s": eval_time[0],
     }
