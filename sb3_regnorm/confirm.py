@@ -265,8 +265,9 @@ def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, 
 
     Why: a campaign arm that is a zoo entry as shipped (same hyperparameters, full budget) trains exactly what
     ``confirm`` would train, and its runs score the final policy as ``confirm`` does (``report_eval``), so rerunning
-    them would only spend compute. Arms with overrides, other budgets or changed entries, and runs without
-    ``report_eval``, are skipped with the reason. Each seed keeps its source (``sources``) in the record.
+    them would only spend compute. Arms with overrides, other budgets or changed entries, runs without
+    ``report_eval``, and seeds that ``confirm`` trained itself (kept) are skipped with the reason. Each seed keeps its
+    source (``sources``) in the record.
     """
     from sb3_regnorm.benchmark.runner import read_records, unique_records
 
@@ -286,6 +287,9 @@ def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, 
             lines.append(f"skipped {where}: the arm is not the zoo's {norm} entry as shipped")
             continue
         result = _campaign_result(run, settings)
+        current = find_record(load_records(out), algo, env_id, norm)
+        if current is not None and seed in current["seeds"] and str(seed) not in current.get("sources", {}):
+            result = "trained by `confirm` itself (kept)"
         if isinstance(result, str):
             lines.append(f"skipped {where}: {result}")
             continue

@@ -184,7 +184,9 @@ def test_campaign_runs_of_unchanged_entries_become_confirmations(tmp_path: Path)
     merged = confirm._merge_seed(out, fresh, 2, (7.0, 1.0, 50.0, None))
     assert merged["returns"] == [-5.0, 5.0, 7.0] and merged["mean"] == round(7.0 / 3, 4) and "diverged" not in merged
     assert sorted(merged["sources"]) == ["0", "1"] and merged["command"].endswith("--norm none --seeds 2")
-    assert confirm.confirm_from_campaign(path, out, seeds=(1,)) and confirm.load_records(out)[0]["returns"][2] == 7.0
+    again = confirm.confirm_from_campaign(path, out)  # the campaign does not replace what `confirm` trained
+    assert "none seed 2: trained by `confirm` itself (kept)" in " | ".join(again)
+    assert confirm.load_records(out)[0]["returns"] == [-5.0, 5.0, 7.0]
 
 
 def test_confirm_from_campaign_cli_names_a_missing_campaign(tmp_path: Path) -> None:
