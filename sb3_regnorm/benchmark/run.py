@@ -19,7 +19,6 @@ as the worst run of its task). Any other error is not recorded, so the next invo
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import tempfile
@@ -115,26 +114,13 @@ def _report_evaluation(model: Any, manager: Any, spec: RunSpec) -> dict[str, Any
 def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
     """Train the arm's entry through rl_zoo3's ExperimentManager with periodic evaluation; return the results."""
     import numpy as np
-    import yaml
-    from rl_zoo3.exp_manager import ExperimentManager
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    from sb3_regnorm.zoo import render_policy_kwargs
+    from sb3_regnorm.training import python_entry, setup_model
 
-    entry = dict(spec.hyperparams)
-    entry["policy_kwargs"] = render_policy_kwargs(entry.get("policy_kwargs", {}))
-    n_timesteps = int(entry["n_timesteps"])
-    config = workdir / "config.yml"
-    config.write_text(yaml.safe_dump({spec.env: entry}, sort_keys=False, width=1000))
-    args = argparse.Namespace(campaign=spec.campaign, arm=spec.arm, seed=spec.seed, gym_packages=["sb3_regnorm", "minigrid"])
-    manager = ExperimentManager(
-        args, spec.algo, spec.env, str(workdir), n_timesteps=n_timesteps, eval_freq=-1, seed=spec.seed,
-        config=str(config), verbose=0, device="cpu",
-    )  # fmt: skip
-    setup = manager.setup_experiment()
-    if setup is None:
-        raise RuntimeError(f"rl_zoo3 did not set up {spec.algo} on {spec.env}")
-    model, _ = setup
+    # the entry as Python values, as tuning and confirmation runs get it (no YAML, no Python source strings)
+    model, manager = setup_model(spec.algo, spec.env, python_entry(spec.hyperparams), spec.seed, workdir)
+    n_timesteps = int(spec.hyperparams["n_timesteps"])
     deterministic = manager.deterministic_eval if spec.eval["deterministic"] == "auto" else bool(spec.eval["deterministic"])
     n_envs, episodes = int(spec.eval["n_envs"]), int(spec.eval["episodes"])
     curve: dict[str, list[Any]] = {"steps": [], "returns": [], "std": [], "phase": [], "switches": []}
