@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sb3_regnorm import zoo
 from sb3_regnorm._divergence import TrainingDiverged
@@ -132,14 +132,32 @@ def _lock_path(out: Path) -> Path:
 _Result = tuple[float | None, float | None, float, str | None]  # (mean, std, train seconds, divergence error)
 
 
+class _SeedKept(Exception):
+    """A campaign run was not recorded because the record already holds that seed from elsewhere (the reason)."""
+
+
+def _keep_reason(old_sources: dict[str, dict[str, str]], old_seeds: list[int], seed: int, source: dict[str, str]) -> str:
+    """Why a campaign run must not replace the recorded ``seed`` ("" when it may): a seed ``confirm`` trained itself,
+    or one taken from another campaign run, stays."""
+    if seed not in old_seeds:
+        return ""
+    if str(seed) not in old_sources:
+        return "trained by `confirm` itself (kept)"
+    if old_sources[str(seed)] != source:
+        other = old_sources[str(seed)]
+        return f"already recorded from campaign {other['campaign']}, arm {other['arm']} (kept)"
+    return ""
+
+
 def _merge_seed(
     out: Path, fresh: dict[str, Any], seed: int, result: _Result, source: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """Under the file's lock: re-read the records, put ``seed``'s result into the current record of the same entry and
     evaluation (a stale one is replaced), write, and return the record.
 
-    ``source`` names the campaign run a seed's result comes from (kept per seed under ``sources``); ``command`` lists
-    the seeds ``confirm`` trained itself."""
+    ``source`` names the campaign run a seed's result comes from (kept per seed under ``sources``); such a result never
+    replaces a seed recorded from elsewhere (:class:`_SeedKept`). ``command`` reruns the record: ``confirm`` for the
+    seeds it trained itself, then ``confirm --from-campaign`` for the seeds with a source."""
     key = record_key(fresh)
     with exclusive_lock(_lock_path(out), blocking=True):
         records = load_records(out)
@@ -150,7 +168,11 @@ def _merge_seed(
             errors = old.get("diverged", {})
             columns = zip(old["seeds"], old["returns"], old.get("stds", []), old.get("train_s", []), strict=False)
             results = {int(s): (ret, std, secs, errors.get(str(s))) for s, ret, std, secs in columns}
-            sources = {k: v for k, v in old.get("sources", {}).items() if int(k) != seed}
+            sources = dict(old.get("sources", {}))
+            reason = _keep_reason(sources, [int(s) for s in old["seeds"]], seed, source) if source is not None else ""
+            if reason:
+                raise _SeedKept(reason)
+            sources.pop(str(seed), None)
         results[seed] = result
         if source is not None:
             sources[str(seed)] = source
@@ -169,13 +191,12 @@ def _merge_seed(
         if diverged:
             record["diverged"] = diverged
         own = [s for s in seeds if str(s) not in sources]  # seeds trained by `confirm` itself
-        if own:
-            record["command"] = fresh["command"].replace("{seeds}", " ".join(map(str, own)))
-        else:
-            runs_files = sorted({src["runs"] for src in sources.values()})
-            record["command"] = " ".join(["sb3-regnorm confirm --from-campaign", *runs_files])
+        commands = [fresh["command"].replace("{seeds}", " ".join(map(str, own)))] if own else []
         if sources:
+            runs_files = sorted({src["runs"] for src in sources.values()})
+            commands.append(" ".join(["sb3-regnorm confirm --from-campaign", *runs_files]))
             record["sources"] = dict(sorted(sources.items(), key=lambda item: int(item[0])))
+        record["command"] = " && ".join(commands)
         _write(out, [*(r for r in records if record_key(r) != key), record])
     return record
 
@@ -243,60 +264,91 @@ def confirm(settings: ConfirmSettings) -> dict[str, Any]:
     return record
 
 
-def _campaign_result(run: dict[str, Any], settings: ConfirmSettings) -> _Result | str:
-    """The confirmation result of one campaign run, or why it cannot stand in for a ``confirm`` run."""
-    report = run.get("report_eval")
-    train_s = round(float(run.get("train_time_s", run.get("wall_time_s", 0.0))), 1)
-    if run.get("diverged"):
-        return None, None, train_s, f"{run['diverged']['error']} (at step {run['diverged']['at_step']})"
+class _Skip(NamedTuple):
+    """Why a campaign run cannot stand in for a ``confirm`` run of its seed."""
+
+    reason: str
+
+
+def _campaign_result(run: dict[str, Any], settings: ConfirmSettings) -> _Result | _Skip:
+    """The confirmation result of one campaign run (of the zoo entry as shipped), or why it cannot stand in for one."""
+    report, diverged = run.get("report_eval"), run.get("diverged")
+    if int(run["n_timesteps"]) < int(run["hyperparams"]["n_timesteps"]) and not diverged:
+        return _Skip(f"trained {run['n_timesteps']} of {run['hyperparams']['n_timesteps']} steps")
+    if diverged:  # only a divergence in training, recorded by a runner that tells it apart from one while scoring
+        if diverged.get("during") != "training":
+            return _Skip(f"diverged while {diverged.get('during', 'training or scoring (not recorded which)')}")
+        return None, None, _train_seconds(run), f"{diverged['error']} (at step {diverged['at_step']})"
     if report is None:
-        return "recorded before runs were scored as `confirm` scores them (no report_eval)"
+        return _Skip("recorded before runs were scored as `confirm` scores them (no report_eval)")
+    if not (run["curve"].get("deterministic", True) or report.get("training_rng_untouched")):
+        return _Skip("its evaluations during training sampled actions from training's random streams")
     expected = report_eval_settings(settings.env_id, int(run["seed"]))
     scored_as = (report["episodes"], report["n_envs"], report["first_seed"], report["deterministic"])
     if scored_as != (expected.n_episodes, expected.n_envs, expected.seed, settings.env_id not in zoo.MINIGRID_IDS):
-        return f"scored otherwise than `confirm` scores ({scored_as})"
-    if int(run["n_timesteps"]) < int(run["hyperparams"]["n_timesteps"]):
-        return f"trained {run['n_timesteps']} of {run['hyperparams']['n_timesteps']} steps"
-    return round(float(report["mean"]), 4), round(float(report["std"]), 4), train_s, None
+        return _Skip(f"scored otherwise than `confirm` scores ({scored_as})")
+    return round(float(report["mean"]), 4), round(float(report["std"]), 4), _train_seconds(run), None
+
+
+def _train_seconds(run: dict[str, Any]) -> float:
+    """Training time of a campaign run (a diverged run records wall and evaluation time only)."""
+    if "train_time_s" in run:
+        return round(float(run["train_time_s"]), 1)
+    return round(float(run["wall_time_s"]) - float(run.get("eval_time_s", 0.0)), 1)
+
+
+def _portable(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it: no machine's paths in committed records."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, seeds: Sequence[int] = (0, 1, 2)) -> list[str]:
     """Record campaign runs of *unchanged* zoo entries as their confirmations; return one line per arm and seed.
 
-    Why: a campaign arm that is a zoo entry as shipped (same hyperparameters, full budget) trains exactly what
-    ``confirm`` would train, and its runs score the final policy as ``confirm`` does (``report_eval``), so rerunning
-    them would only spend compute. Arms with overrides, other budgets or changed entries, runs without
-    ``report_eval``, and seeds that ``confirm`` trained itself (kept) are skipped with the reason. Each seed keeps its
-    source (``sources``) in the record.
+    Why: a campaign arm that is a zoo entry as shipped (same hyperparameters, full budget) trains what ``confirm``
+    would train for the same seed (evaluations leave training's random streams alone), and its runs score the final
+    policy as ``confirm`` does (``report_eval``), so rerunning them would only spend compute. Runs of other arms
+    (overrides, other budgets, changed entries), runs without ``report_eval``, and seeds already recorded from
+    elsewhere (by ``confirm`` itself or another campaign run: kept) are skipped with the reason; runs that are no zoo
+    entry at all (another protocol, an env the zoo does not ship) get one line per arm. Each seed keeps its source
+    (``sources``) in the record.
     """
     from sb3_regnorm.benchmark.runner import read_records, unique_records
 
     runs_path = Path(runs_path)
     runs, _ = unique_records(read_records(runs_path))
-    lines = []
+    lines: list[str] = []
+    not_in_zoo: dict[str, int] = {}
     for run in sorted(runs, key=lambda r: (r["algo"], r["env"], r["arm"], int(r["seed"]))):
         algo, env_id, norm, arm, seed = run["algo"], run["env"], run["norm"], run["arm"], int(run["seed"])
         if seed not in seeds:
             continue
-        where = f"{run.get('campaign', '?')} {algo} {env_id} {arm} seed {seed}"
+        where = f"{run.get('campaign', '?')} {algo} {env_id} {arm}"
         if run.get("protocol", "zoo") != "zoo" or not zoo.has_entry(algo, env_id):
-            continue  # not a zoo entry at all (the paper's protocol, an env the zoo does not ship)
+            not_in_zoo[where] = not_in_zoo.get(where, 0) + 1
+            continue
+        where += f" seed {seed}"
         settings = ConfirmSettings(algo, env_id, norm, seeds=(seed,), out=Path(out))
         fresh = _fresh_record(settings, int(zoo.raw_entry(algo, env_id, norm)["n_timesteps"]))
         if json.loads(json.dumps(run["hyperparams"], default=str)) != fresh["entry"]:
             lines.append(f"skipped {where}: the arm is not the zoo's {norm} entry as shipped")
             continue
         result = _campaign_result(run, settings)
-        current = find_record(load_records(out), algo, env_id, norm)
-        if current is not None and seed in current["seeds"] and str(seed) not in current.get("sources", {}):
-            result = "trained by `confirm` itself (kept)"
-        if isinstance(result, str):
-            lines.append(f"skipped {where}: {result}")
+        if isinstance(result, _Skip):
+            lines.append(f"skipped {where}: {result.reason}")
             continue
-        source = {"runs": runs_path.as_posix(), "campaign": str(run.get("campaign")), "arm": arm}
-        _merge_seed(Path(out), fresh, seed, result, source)
+        source = {"runs": _portable(runs_path), "campaign": str(run.get("campaign")), "arm": arm}
+        try:
+            _merge_seed(Path(out), fresh, seed, result, source)
+        except _SeedKept as kept:
+            lines.append(f"skipped {where}: {kept}")
+            continue
         mean, std, _, error = result
         lines.append(f"recorded {where}: " + (f"diverged ({error})" if error else f"{mean:.4g} +- {std:.3g}"))
+    lines += [f"skipped {n} run(s) of {where}: not a zoo entry" for where, n in not_in_zoo.items()]
     return lines
 
 
@@ -353,6 +405,32 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _from_campaign_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--from-campaign``: check every campaign first, then record their runs."""
+    training_flags = {"--algo": args.algo, "--env": args.env, "--norm": args.norm, "--n-timesteps": args.n_timesteps,
+                      "--eval-episodes": args.eval_episodes, "--n-eval-envs": args.n_eval_envs != _EVAL_ENVS,
+                      "--log-folder": args.log_folder != "logs/confirm"}  # fmt: skip
+    given = [flag for flag, value in training_flags.items() if value]
+    if given:
+        parser.error(f"--from-campaign trains nothing: {', '.join(given)} would be ignored")
+    paths = []
+    for name in args.from_campaign:
+        path = Path(name) if Path(name).is_file() else Path("logs/benchmarks") / name / "runs.jsonl"
+        if not path.is_file():
+            print(f"error: {name}: neither a runs.jsonl file nor a campaign under logs/benchmarks/", file=sys.stderr)
+            return 2
+        paths.append(path)
+    for path in paths:
+        try:
+            lines = confirm_from_campaign(path, args.out, args.seeds)
+        except (zoo.ZooError, ValueError, KeyError, TypeError) as exc:
+            print(f"error: {path}: not a runs.jsonl of the benchmark runner ({type(exc).__name__}: {exc})", file=sys.stderr)
+            return 2
+        for line in lines:
+            print(f"[confirm] {line}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.confirm") -> int:
     """Entry point of ``sb3-regnorm confirm`` and ``python -m sb3_regnorm.confirm``; returns the exit status."""
     parser = _parser(prog)
@@ -361,14 +439,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.c
         print(zoo_table(load_records(args.out)), end="")
         return 0
     if args.from_campaign:
-        for name in args.from_campaign:
-            path = Path(name) if Path(name).is_file() else Path("logs/benchmarks") / name / "runs.jsonl"
-            if not path.is_file():
-                print(f"error: {name}: neither a runs.jsonl file nor a campaign under logs/benchmarks/", file=sys.stderr)
-                return 2
-            for line in confirm_from_campaign(path, args.out, args.seeds):
-                print(f"[confirm] {line}")
-        return 0
+        return _from_campaign_main(parser, args)
     if not (args.algo and args.env and args.norm):
         parser.error("--algo, --env and --norm are required (or --table)")
     import torch

@@ -69,10 +69,8 @@ __all__ = [
     "changed_overrides",
     "config_from_args",
     "main",
-    "params_to_extra",
     "promote",
     "run_study",
-    "sample_params",
     "summary_dir",
     "write_summary",
 ]

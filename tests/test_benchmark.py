@@ -421,3 +421,25 @@ def test_nonstationary_run_evaluates_in_the_training_phase() -> None:
     phases, switches, steps = record["curve"]["phase"], record["curve"]["switches"], record["curve"]["steps"]
     # CartPoleObsShift cycles through 4 phases: switch k puts the env in phase k % 4; none on the budget's last step
     assert switches == [min(s // 128, 3) for s in steps] == [1, 2, 3, 3] and phases == [1, 2, 3, 3]
+
+
+def test_evaluations_during_training_leave_what_confirm_trains(tmp_path: Path) -> None:
+    """Evaluations with sampled actions must not move training's random streams: the run's final policy, scored as
+    `confirm` scores it, is the one `confirm` trains for the same seed (so its seeds 0-2 can confirm a zoo entry)."""
+    from sb3_regnorm.benchmark.run import run_one
+    from sb3_regnorm.training import report_eval_settings, train_and_score
+
+    data = {
+        "name": "rng",
+        "seeds": 1,
+        "eval": {"points": 4, "episodes": 2, "n_envs": 1, "deterministic": False},
+        "experiments": [{"algo": "a2c", "env": "LunarLander-v3", "arms": [{"name": "rn", "norm": "rn",
+                                                                        "overrides": {"n_timesteps": 400}}]}],
+    }  # fmt: skip
+    (spec,) = cmod.campaign_from_dict(data, "test").runs()
+    record = run_one(spec)
+    assert record["curve"]["deterministic"] is False and len(record["curve"]["returns"]) == 4
+    settings = report_eval_settings("LunarLander-v3", 0)
+    mean, std = train_and_score("a2c", "LunarLander-v3", spec.hyperparams, 0, tmp_path, settings)
+    assert record["report_eval"]["training_rng_untouched"] is True
+    assert (record["report_eval"]["mean"], record["report_eval"]["std"]) == pytest.approx((mean, std), rel=1e-9)

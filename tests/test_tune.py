@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from sb3_regnorm import tune, zoo
-from sb3_regnorm.tune import TuneConfig, params_to_extra
+from sb3_regnorm.search_space import params_to_extra
+from sb3_regnorm.tune import TuneConfig
 from sb3_regnorm.tune import main as tune_main
 
 torch.set_num_threads(1)

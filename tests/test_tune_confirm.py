@@ -142,11 +142,18 @@ def _campaign_run(arm: str, norm: str, seed: int, **changes: Any) -> dict[str, A
     record = {
         "campaign": "lunarlander", "protocol": "zoo", "algo": "a2c", "env": zoo.LUNAR_LANDER, "norm": norm, "arm": arm,
         "seed": seed, "n_timesteps": spec.n_timesteps, "score": 1.0, "hyperparams": spec.hyperparams,
-        "train_time_s": 40.0 + seed, "wall_time_s": 50.0,
+        "train_time_s": 40.0 + seed, "wall_time_s": 50.0, "curve": {"deterministic": True},
         "report_eval": {"mean": 10.0 * seed - 5, "std": 2.0, "episodes": 20, "n_envs": 5,
                         "first_seed": 100_000 + 100 * seed, "deterministic": True},
     }  # fmt: skip
     return {**record, **changes}
+
+
+def _diverged_run(arm: str, norm: str, seed: int, during: str) -> dict[str, Any]:
+    """A diverged run as `run_one` records it: no report_eval, no train_time_s."""
+    run = _campaign_run(arm, norm, seed, n_timesteps=7, eval_time_s=8.0)
+    del run["report_eval"], run["train_time_s"]
+    return {**run, "score": None, "diverged": {"error": "FloatingPointError: x", "at_step": 7, "during": during}}
 
 
 def test_campaign_runs_of_unchanged_entries_become_confirmations(tmp_path: Path) -> None:
@@ -155,12 +162,15 @@ def test_campaign_runs_of_unchanged_entries_become_confirmations(tmp_path: Path)
     runs = [
         _campaign_run("none", "none", 0),
         _campaign_run("none", "none", 1),
-        _campaign_run("none", "none", 2, report_eval=None, diverged={"error": "FloatingPointError: x", "at_step": 7}),
+        _diverged_run("none", "none", 2, "training"),
         _campaign_run("none", "none", 3),  # not a report seed of a confirmation (--seeds 0 1 2)
         _campaign_run("rn-tuned", "rn", 0),  # overrides: not the shipped entry
         _campaign_run("ln", "ln", 0, report_eval=None),  # recorded before runs carried report_eval
         _campaign_run("ln", "ln", 1, report_eval={**_campaign_run("ln", "ln", 1)["report_eval"], "episodes": 10}),
         _campaign_run("rn", "rn", 0, n_timesteps=1000),  # stopped early
+        _diverged_run("rn", "rn", 1, "evaluation"),  # `confirm` never scores mid-run: not its divergence
+        _campaign_run("rln", "rln", 0, curve={"deterministic": False}),  # sampled from training's streams (old runner)
+        {**_campaign_run("none", "none", 0), "protocol": "paper_dqn", "campaign": "paper", "arm": "paper"},  # no zoo entry
     ]
     path = tmp_path / "runs.jsonl"
     path.write_text("".join(json.dumps(run) + "\n" for run in runs))
@@ -173,6 +183,8 @@ def test_campaign_runs_of_unchanged_entries_become_confirmations(tmp_path: Path)
     assert "rn-tuned seed 0: the arm is not the zoo's rn entry as shipped" in reasons
     assert "ln seed 0: recorded before runs were scored" in reasons and "ln seed 1: scored otherwise" in reasons
     assert "rn seed 0: trained 1000 of 200000 steps" in reasons and "seed 3" not in reasons
+    assert "rn seed 1: diverged while evaluation" in reasons and "rln seed 0: its evaluations during training" in reasons
+    assert lines[-1] == f"skipped 1 run(s) of paper a2c {zoo.LUNAR_LANDER} paper: not a zoo entry"
     (record,) = confirm.load_records(out)
     assert record == confirm.find_record([record], "a2c", zoo.LUNAR_LANDER, "none")  # the current entry's record
     assert record["seeds"] == [0, 1, 2] and record["returns"] == [-5.0, 5.0, None] and record["mean"] is None
@@ -183,10 +195,16 @@ def test_campaign_runs_of_unchanged_entries_become_confirmations(tmp_path: Path)
     fresh = confirm._fresh_record(ConfirmSettings("a2c", zoo.LUNAR_LANDER, "none"), record["n_timesteps"])
     merged = confirm._merge_seed(out, fresh, 2, (7.0, 1.0, 50.0, None))
     assert merged["returns"] == [-5.0, 5.0, 7.0] and merged["mean"] == round(7.0 / 3, 4) and "diverged" not in merged
-    assert sorted(merged["sources"]) == ["0", "1"] and merged["command"].endswith("--norm none --seeds 2")
+    assert sorted(merged["sources"]) == ["0", "1"]
+    assert merged["command"] == f"{fresh['command'].replace('{seeds}', '2')} && {record['command']}"  # reruns all three
     again = confirm.confirm_from_campaign(path, out)  # the campaign does not replace what `confirm` trained
     assert "none seed 2: trained by `confirm` itself (kept)" in " | ".join(again)
     assert confirm.load_records(out)[0]["returns"] == [-5.0, 5.0, 7.0]
+    other = tmp_path / "other.jsonl"  # a second campaign with the same entry: the seeds recorded first stay
+    other.write_text(json.dumps({**_campaign_run("none", "none", 0), "campaign": "mine"}) + "\n")
+    assert confirm.confirm_from_campaign(other, out) == [
+        f"skipped mine a2c {zoo.LUNAR_LANDER} none seed 0: already recorded from campaign lunarlander, arm none (kept)"
+    ]
 
 
 def test_confirm_from_campaign_cli_names_a_missing_campaign(tmp_path: Path) -> None:
@@ -196,3 +214,9 @@ def test_confirm_from_campaign_cli_names_a_missing_campaign(tmp_path: Path) -> N
     )  # fmt: skip
     assert proc.returncode == 2 and "no-such: neither a runs.jsonl file nor a campaign" in proc.stderr
     assert not (tmp_path / "c.json").exists()
+    (tmp_path / "runs.jsonl").write_text("")
+    flagged = subprocess.run(
+        [sys.executable, "-m", "sb3_regnorm", "confirm", "--from-campaign", "runs.jsonl", "--norm", "rn"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert flagged.returncode == 2 and "--from-campaign trains nothing: --norm would be ignored" in flagged.stderr

@@ -7,30 +7,40 @@ scored after their last update) on fresh eval envs seeded ``EVAL_SEED_BASE + 100
 deterministic except on MiniGrid (rl_zoo3's rule). **Score** = mean evaluation return over the evaluation points at or
 after 90% of the training budget (with 20 points: the evaluations at 90%, 95% and 100%, 3 x ``episodes`` episodes).
 The trained policy is also scored once more as ``sb3-regnorm confirm`` scores it (``report_eval``: 20 episodes, 50 on
-MiniGrid, on envs seeded ``EVAL_SEED_OFFSET + 100 * seed``), so that seeds 0-2 of a zoo entry confirm it.
+MiniGrid, on envs seeded ``EVAL_SEED_OFFSET + 100 * seed``; its time counts in ``eval_time_s``), so that seeds 0-2 of
+a zoo entry confirm it. Evaluations leave training's random streams untouched, so a run trains what ``confirm`` trains
+for its seed however often it is evaluated.
 
 Protocol ``paper_dqn``: :mod:`sb3_regnorm.benchmark.paper_dqn` (score = mean of the final 50 training episodes).
 
 A run whose agent diverges (``FloatingPointError``, e.g. an RN overflow, or ``ValueError``, e.g. NaN logits, raised
-while training) is recorded with ``score: null`` and a ``diverged`` entry instead of being dropped: a seed diverges
+while training or scoring; ``diverged.during`` says which) is recorded with ``score: null`` and a ``diverged`` entry
+instead of being dropped: a seed diverges
 again on every retry, and dropping it would leave only an arm's surviving runs in the statistics (the report counts it
 as the worst run of its task). Any other error is not recorded, so the next invocation retries the run.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import random
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sb3_regnorm._divergence import DIVERGENCE_ERRORS, TrainingDiverged
 from sb3_regnorm._versions import package_versions
 from sb3_regnorm.benchmark.campaign import EVAL_SEED_BASE, RunSpec
+
+if TYPE_CHECKING:
+    from rl_zoo3.exp_manager import ExperimentManager
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 __all__ = ["FINAL_FRACTION", "eval_seed", "run_one", "versions"]
 
@@ -94,7 +104,30 @@ def _sync_eval_phase(model: Any, callbacks: list[Any], env: Any) -> tuple[int | 
     return sync_phase(env, phase=phase), (clock.switches if clock is not None else None)
 
 
-def _report_evaluation(model: Any, manager: Any, spec: RunSpec) -> dict[str, Any]:
+@contextmanager
+def _training_rng_untouched(model: BaseAlgorithm) -> Iterator[None]:
+    """Leave every random stream training draws from as it was (torch, numpy, ``random``, the action space's).
+
+    Why: an evaluation with sampled actions (MiniGrid) draws from the global torch generator (DQN: numpy and the action
+    space), so without this a run's training would depend on how often it was evaluated, and would not be the run
+    ``sb3-regnorm confirm`` trains for the same seed."""
+    import numpy as np
+    import torch
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    space_rng = getattr(model.action_space, "_np_random", None)  # not .np_random: that would create and seed one
+    space_state = copy.deepcopy(space_rng.bit_generator.state) if space_rng is not None else None
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+            if space_rng is not None:
+                space_rng.bit_generator.state = space_state
+
+
+def _report_evaluation(model: BaseAlgorithm, manager: ExperimentManager, spec: RunSpec) -> dict[str, Any]:
     """Score the trained policy as ``sb3-regnorm confirm`` does (its episodes, envs and eval seeds), so that a campaign
     run of an unchanged zoo entry on seeds 0-2 doubles as that entry's confirmation (``confirm --from-campaign``)."""
     from sb3_regnorm.training import evaluate_model, report_eval_settings
@@ -108,6 +141,7 @@ def _report_evaluation(model: Any, manager: Any, spec: RunSpec) -> dict[str, Any
         "n_envs": settings.n_envs,
         "first_seed": settings.seed,
         "deterministic": bool(manager.deterministic_eval),
+        "training_rng_untouched": True,  # evaluations during training did not move its random streams
     }
 
 
@@ -125,8 +159,15 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
     n_envs, episodes = int(spec.eval["n_envs"]), int(spec.eval["episodes"])
     curve: dict[str, list[Any]] = {"steps": [], "returns": [], "std": [], "phase": [], "switches": []}
     eval_time = [0.0]
+    scoring = [False]  # a divergence raised while scoring is not one of training (`confirm` never scores mid-run)
 
     def evaluate(step: int) -> None:
+        with _training_rng_untouched(model):
+            scoring[0] = True
+            _evaluate(step)
+            scoring[0] = False
+
+    def _evaluate(step: int) -> None:
         t0 = time.perf_counter()
         train_seed = manager.seed
         manager.seed = eval_seed(spec.seed)
@@ -156,10 +197,15 @@ def _run_zoo(spec: RunSpec, workdir: Path) -> dict[str, Any]:
         model.learn(n_timesteps, callback=callbacks)
         evaluate(int(model.num_timesteps))  # the last point: the trained policy
         t0 = time.perf_counter()
+        scoring[0] = True
         report_eval = _report_evaluation(model, manager, spec)
         eval_time[0] += time.perf_counter() - t0
     except DIVERGENCE_ERRORS as exc:
-        partial = {"curve": {**curve, "episodes": episodes, "deterministic": deterministic}, "eval_time_s": eval_time[0]}
+        partial = {
+            "curve": {**curve, "episodes": episodes, "deterministic": deterministic},
+            "eval_time_s": eval_time[0],
+            "during": "evaluation" if scoring[0] else "training",
+        }
         raise TrainingDiverged(exc, int(model.num_timesteps), partial) from exc
     finally:
         if model.env is not None:
@@ -207,10 +253,11 @@ def run_one(spec: RunSpec, num_threads: int = 1) -> dict[str, Any]:
             with tempfile.TemporaryDirectory(prefix=f"bench-{spec.campaign}-") as tmp:
                 result = _run_zoo(spec, Path(tmp))
     except TrainingDiverged as exc:
+        during = exc.partial.pop("during", "training")
         result = {
             "n_timesteps": exc.at_step,
             "score": None,
-            "diverged": {"error": exc.error, "at_step": exc.at_step},
+            "diverged": {"error": exc.error, "at_step": exc.at_step, "during": during},
             "eval_time_s": 0.0,
             **exc.partial,
         }
