@@ -243,6 +243,14 @@ _TUNED: Final[dict[tuple[str, str, str], dict[str, Any]]] = {
         "ent_coef": 0.01,
         "policy_kwargs": {"activation_fn": "nn.ReLU"},
     },
+    # zoo/studies/ppo-MiniGrid-DoorKey-5x5-v0-ln.md: LayerNorm at the budget RN and none were tuned with, 6 trials x 60k
+    # steps; best 0.959 (trial 2) vs 0.548 for the untuned entry on its tuning seed.
+    ("ln", "ppo", _DOORKEY): {
+        "learning_rate": 0.000185,
+        "n_epochs": 6,
+        "ent_coef": 0.00001,
+        "policy_kwargs": {"activation_fn": "nn.ReLU"},
+    },
     # Dropped after confirmation: A2C LunarLander rn's study (zoo/studies/a2c-LunarLander-v3-rn.md, 8 trials x 150k
     # steps, one tuning seed each) picked learning_rate lin_0.000482 (best -16.5 vs -43.7 untuned). At the full 200k on
     # report seeds it lost: confirmed -37.4 on seeds 0-2 (A2C none 28.8; the record is in confirmations.json as of
