@@ -63,6 +63,7 @@ __all__ = [
     "raw_entry",
     "render_policy_kwargs",
     "tuned_overrides",
+    "tuned_study",
     "validate_entry",
     "without_monitoring",
     "write_zoo",
@@ -206,51 +207,67 @@ NONSTATIONARY_EXTRA: Final[dict[str, dict[str, Any]]] = {
 instead of LunarLander's 100k (which would hold a single switch)."""
 
 # ------------------------------------------------------------------------------------------ tuned overrides
-# (norm, algo, env_id) -> overrides, each from the best trial of the study in the comment (one training seed per trial,
-# so these are noisy picks at a short budget; the study pages list every trial).
-_TUNED: Final[dict[tuple[str, str, str], dict[str, Any]]] = {
+# (norm, algo, env_id) -> (study, overrides): the values of the best trial of ``zoo/studies/<study>.md``, whose name the
+# generated YAML cites (a study may be redone under a new name, e.g. at a larger budget). Single-seed studies are noisy
+# picks at a short budget; the study pages list every trial.
+_TUNED: Final[dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {
     # zoo/studies/ppo-LunarLander-v3-rn.md: 8 trials x 150k steps; best 113.9 (trial 3) vs -69.9 for the untuned entry.
-    ("rn", "ppo", LUNAR_LANDER): {
-        "learning_rate": 0.000691,
-        "n_epochs": 6,
-        "ent_coef": 0.00001,
-        "policy_kwargs": {"norm_kwargs": {"momentum": 0.01}},
-    },
+    ("rn", "ppo", LUNAR_LANDER): (
+        "ppo-LunarLander-v3-rn",
+        {
+            "learning_rate": 0.000691,
+            "n_epochs": 6,
+            "ent_coef": 0.00001,
+            "policy_kwargs": {"norm_kwargs": {"momentum": 0.01}},
+        },
+    ),
     # zoo/studies/dqn-LunarLander-v3-rn-100k.md: at the full 100k budget, 2 training seeds per trial; best 140.1 (trial
     # 4: 91.8 and 188.5) vs -99.0 for the values picked before at 40k (zoo/studies/dqn-LunarLander-v3-rn.md: lr 1.04e-3,
     # exploration 0.479, target update 2500, tanh, momentum 0.001). The pick stays close to rl_zoo3's own values: half
     # the learning rate, exploration 0.154 instead of 0.12, tanh; target update 250 and faithful RN (no momentum) as
     # in the untuned entry.
-    ("rn", "dqn", LUNAR_LANDER): {
-        "learning_rate": 0.000341,
-        "exploration_fraction": 0.154,
-        "policy_kwargs": {"activation_fn": "nn.Tanh"},
-    },
+    ("rn", "dqn", LUNAR_LANDER): (
+        "dqn-LunarLander-v3-rn-100k",
+        {
+            "learning_rate": 0.000341,
+            "exploration_fraction": 0.154,
+            "policy_kwargs": {"activation_fn": "nn.Tanh"},
+        },
+    ),
     # zoo/studies/ppo-MiniGrid-DoorKey-5x5-v0-rn.md: 6 trials x 60k steps; best 0.958 (trial 5) vs 0.953 for the untuned
     # entry: both solve DoorKey by 60k, but the pick was at 0.93 after 30k steps where the untuned entry was at 0.58.
-    ("rn", "ppo", _DOORKEY): {
-        "learning_rate": 0.000676,
-        "n_epochs": 8,
-        "ent_coef": 0.001,
-        "policy_kwargs": {"activation_fn": "nn.ReLU", "norm_kwargs": {"momentum": 0.01}},
-    },
+    ("rn", "ppo", _DOORKEY): (
+        "ppo-MiniGrid-DoorKey-5x5-v0-rn",
+        {
+            "learning_rate": 0.000676,
+            "n_epochs": 8,
+            "ent_coef": 0.001,
+            "policy_kwargs": {"activation_fn": "nn.ReLU", "norm_kwargs": {"momentum": 0.01}},
+        },
+    ),
     # zoo/studies/ppo-MiniGrid-DoorKey-5x5-v0-none.md: the baseline at RN's budget, 6 trials x 60k steps; best 0.959
     # (trial 5) vs 0.0 for the untuned entry on its tuning seed (the same entry scored 0.95 on seed 0 in
     # logs/benchmarks/minigrid_norms.md: single-seed studies are noisy).
-    ("none", "ppo", _DOORKEY): {
-        "learning_rate": 0.000442,
-        "n_epochs": 8,
-        "ent_coef": 0.01,
-        "policy_kwargs": {"activation_fn": "nn.ReLU"},
-    },
+    ("none", "ppo", _DOORKEY): (
+        "ppo-MiniGrid-DoorKey-5x5-v0-none",
+        {
+            "learning_rate": 0.000442,
+            "n_epochs": 8,
+            "ent_coef": 0.01,
+            "policy_kwargs": {"activation_fn": "nn.ReLU"},
+        },
+    ),
     # zoo/studies/ppo-MiniGrid-DoorKey-5x5-v0-ln.md: LayerNorm at the budget RN and none were tuned with, 6 trials x 60k
     # steps; best 0.959 (trial 2) vs 0.548 for the untuned entry on its tuning seed.
-    ("ln", "ppo", _DOORKEY): {
-        "learning_rate": 0.000185,
-        "n_epochs": 6,
-        "ent_coef": 0.00001,
-        "policy_kwargs": {"activation_fn": "nn.ReLU"},
-    },
+    ("ln", "ppo", _DOORKEY): (
+        "ppo-MiniGrid-DoorKey-5x5-v0-ln",
+        {
+            "learning_rate": 0.000185,
+            "n_epochs": 6,
+            "ent_coef": 0.00001,
+            "policy_kwargs": {"activation_fn": "nn.ReLU"},
+        },
+    ),
     # Dropped after confirmation: A2C LunarLander rn's study (zoo/studies/a2c-LunarLander-v3-rn.md, 8 trials x 150k
     # steps, one tuning seed each) picked learning_rate lin_0.000482 (best -16.5 vs -43.7 untuned). At the full 200k on
     # report seeds it lost: confirmed -37.4 on seeds 0-2 (A2C none 28.8; the record is in confirmations.json as of
@@ -261,7 +278,7 @@ _TUNED: Final[dict[tuple[str, str, str], dict[str, Any]]] = {
     # 5 trials x 60k steps, all 0.0. See zoo/studies/{a2c,dqn}-MiniGrid-DoorKey-5x5-v0-none*.md.
 }
 OVERRIDES: Final[dict[str, dict[str, dict[str, dict[str, Any]]]]] = {
-    norm: {algo: {env: dict(v) for (n, a, env), v in _TUNED.items() if (n, a) == (norm, algo)} for algo in ALGOS}
+    norm: {algo: {env: dict(v) for (n, a, env), (_, v) in _TUNED.items() if (n, a) == (norm, algo)} for algo in ALGOS}
     for norm in NORMS
 }
 """``OVERRIDES[norm][algo][env_id]``: values chosen by ``python -m sb3_regnorm.tune`` (see ``zoo/studies/``).
@@ -270,6 +287,16 @@ Keys are rl_zoo3 keys; ``policy_kwargs`` is merged into the base ``policy_kwargs
 ``norm_kwargs`` as a dict). Entries without a study keep :data:`BASE`. LunarLander-v3 overrides also apply to
 :data:`NONSTATIONARY_IDS`.
 """
+
+
+TUNED_STUDIES: Final[dict[tuple[str, str, str], str]] = {key: study for key, (study, _) in _TUNED.items()}
+"""``TUNED_STUDIES[(norm, algo, env_id)]``: the study in ``zoo/studies/`` whose best trial gave the entry's overrides."""
+
+
+def tuned_study(algo: str, env_id: str, norm: str) -> str | None:
+    """The name of the study behind the tuned overrides of (algo, env_id, norm); None for an untuned entry."""
+    _check_names(algo, env_id, norm)
+    return TUNED_STUDIES.get((norm, algo, _alias(env_id)))
 
 
 def entry_env_ids(algo: str) -> tuple[str, ...]:
@@ -435,8 +462,8 @@ def zoo_text(algo: str, norm: str) -> str:
     parts = [_HEADER.format(algo=algo, norm=norm)]
     for env_id in entry_env_ids(algo):
         parts.append("\n")
-        if OVERRIDES[norm][algo].get(_alias(env_id)):
-            study = f"{algo}-{_alias(env_id)}-{norm}"
+        study = tuned_study(algo, env_id, norm)
+        if study is not None:
             parts.append(f"# Tuned overrides: zoo/studies/{study}.md\n")
         parts.append(yaml.safe_dump({env_id: entry(algo, env_id, norm)}, sort_keys=False, width=1000))
     return "".join(parts)

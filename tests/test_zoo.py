@@ -8,6 +8,7 @@ does), with only the rollout sizes shrunk so a few hundred steps include gradien
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,30 @@ def test_merge_overrides_merges_policy_kwargs_key_by_key() -> None:
 def test_check_names_a_missing_zoo_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert zoo.main(["check", "--zoo", str(tmp_path / "nowhere")]) == 2
     assert "No zoo folder at" in capsys.readouterr().err
+
+
+def _entry_param(entry: dict[str, Any], key: str) -> Any:
+    """The value a study's ``best_params`` key takes in a zoo entry (activation and RN momentum live in policy_kwargs)."""
+    policy_kwargs = entry.get("policy_kwargs", {})
+    if key == "activation":
+        return {"nn.Tanh": "tanh", "nn.ReLU": "relu"}[policy_kwargs.get("activation_fn", "nn.Tanh")]
+    if key == "momentum":
+        return policy_kwargs.get("norm_kwargs", {}).get("momentum")
+    return entry[key]
+
+
+@pytest.mark.parametrize("key", sorted(zoo.TUNED_STUDIES), ids="-".join)
+def test_tuned_entry_cites_the_study_its_values_came_from(key: tuple[str, str, str]) -> None:
+    # the YAML comment names the study, and that study's best trial holds the entry's values (the DQN RN entry once
+    # cited its superseded 40k study, whose learning rate was 1.04e-3, not the adopted 3.41e-4)
+    norm, algo, env_id = key
+    study = zoo.tuned_study(algo, env_id, norm)
+    assert f"# Tuned overrides: zoo/studies/{study}.md\n" in zoo.zoo_text(algo, norm)
+    summary = json.loads((zoo.DEFAULT_ZOO_DIR / "studies" / f"{study}.json").read_text())
+    assert (summary["algo"], summary["env"], summary["norm"]) == (algo, env_id, norm)
+    entry = zoo.raw_entry(algo, env_id, norm)
+    for name, value in summary["best_params"].items():
+        if isinstance(value, float):
+            assert _entry_param(entry, name) == pytest.approx(value, rel=5e-3), name
+        else:
+            assert _entry_param(entry, name) == value, name
