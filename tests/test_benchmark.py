@@ -131,6 +131,67 @@ def test_dry_run_prints_matrix_and_compute(tmp_path: Path, capsys: pytest.Captur
     assert "paper" in capsys.readouterr().out
 
 
+def test_a_selection_runs_a_subset_in_matrix_order() -> None:
+    lunar = cmod.load_campaign("lunarlander")
+    selection = cmod.RunSelection(seeds=frozenset({0, 1, 2}), algos=frozenset({"dqn"}))
+    chosen = runner.pending_runs(lunar, [], selection)
+    assert len(chosen) == 3 * 6 and {r.algo for r in chosen} == {"dqn"} and {r.seed for r in chosen} == {0, 1, 2}
+    assert chosen == [r for r in lunar.runs() if r.algo == "dqn" and r.seed < 3]  # seed-major, as the full campaign
+    done = {"algo": "dqn", "env": "LunarLander-v3", "arm": "ln", "seed": 1, "score": 1.0}
+    assert len(runner.pending_runs(lunar, [done], selection)) == 17
+    only_rn = runner.pending_runs(lunar, [], cmod.RunSelection(arms=frozenset({"rn"})))
+    assert {r.arm for r in only_rn} == {"rn"} and len(only_rn) == 3 * 10
+    assert not cmod.RunSelection() and runner.pending_runs(lunar, [], cmod.RunSelection()) == lunar.runs()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seeds", "10"], "has no seed 10"),
+        (["--algo", "sac"], "has no algo sac"),
+        (["--arm", "rn-tunned"], "has no arm rn-tunned"),
+    ],
+)
+def test_a_selection_of_what_the_campaign_lacks_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    # a typo must not select nothing and then report "nothing left to run", as if the campaign were finished
+    assert cli.main(["run", "lunarlander", "--dry-run", "--root", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(cmod.CampaignError, match=message):
+        runner.run_campaign(cmod.load_campaign("lunarlander"), tmp_path, selection=_selection(flags))
+    assert not (tmp_path / "lunarlander" / "runs.jsonl").exists()
+
+
+def _selection(flags: list[str]) -> cmod.RunSelection:
+    values = {flags[0]: flags[1:]}
+    return cmod.RunSelection(
+        seeds=frozenset(int(v) for v in values.get("--seeds", [])),
+        algos=frozenset(values.get("--algo", [])),
+        arms=frozenset(values.get("--arm", [])),
+    )
+
+
+def test_dry_run_says_what_a_selection_would_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "lunarlander", "--dry-run", "--jobs", "1", "--root", str(tmp_path), "--seeds", "0", "1", "2"]
+    assert cli.main([*argv, "--algo", "dqn"]) == 0
+    out = capsys.readouterr().out
+    assert "runs: 180 in all, 0 done, 180 left" in out and "selected: 18 pending run(s)" in out
+
+
+def test_a_selected_run_is_recorded_and_the_rest_stay_pending(tmp_path: Path) -> None:
+    campaign = cmod.load_campaign(write_campaign(tmp_path, tiny_campaign("subset", seeds=2)))
+    selection = cmod.RunSelection(seeds=frozenset({1}), arms=frozenset({"rn"}))
+    assert runner.run_campaign(campaign, tmp_path / "out", jobs=1, selection=selection) == 1
+    records = runner.read_records(tmp_path / "out" / "subset" / "runs.jsonl")
+    assert [(r["arm"], r["seed"]) for r in records] == [("rn", 1)]
+    assert [(s.arm, s.seed) for s in runner.pending_runs(campaign, records)] == [("none", 0), ("rn", 0), ("none", 1)]
+    out = tmp_path / "again.txt"
+    with out.open("w") as handle:  # the selection is finished: nothing runs, and the message says so
+        assert runner.run_campaign(campaign, tmp_path / "out", jobs=1, selection=selection, out=handle) == 0
+    assert "nothing selected is left to run" in out.read_text()
+
+
 def test_eval_seeds_are_disjoint_from_training_and_tuning_seeds() -> None:
     from sb3_regnorm.benchmark.run import eval_seed
 

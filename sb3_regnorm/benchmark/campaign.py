@@ -46,6 +46,7 @@ __all__ = [
     "Campaign",
     "CampaignError",
     "Experiment",
+    "RunSelection",
     "RunSpec",
     "load_campaign",
     "shipped_campaigns",
@@ -167,6 +168,50 @@ class Campaign:
 
 
 # ------------------------------------------------------------------------------------------ hyperparameters
+@dataclass(frozen=True)
+class RunSelection:
+    """A subset of a campaign's runs (``bench run --seeds/--algo/--arm``); an empty field selects everything.
+
+    Why: a campaign runs stage by stage, so without a selection its last stage waits for the whole of the first ones.
+    ``--seeds 0 1 2`` gets seeds 0-2 of every arm first (a first comparison everywhere, and the runs that confirm the
+    zoo's entries); ``--algo dqn`` runs one stage on its own. The runs keep their place in ``runs.jsonl`` and the full
+    campaign resumes with the rest.
+    """
+
+    seeds: frozenset[int] = frozenset()
+    algos: frozenset[str] = frozenset()
+    arms: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.seeds or self.algos or self.arms)
+
+    def matches(self, spec: RunSpec) -> bool:
+        """Whether ``spec`` is one of the selected runs."""
+        return (
+            (not self.seeds or spec.seed in self.seeds)
+            and (not self.algos or spec.algo in self.algos)
+            and (not self.arms or spec.arm in self.arms)
+        )
+
+    def check(self, campaign: Campaign) -> None:
+        """Raise :class:`CampaignError` for a seed, algorithm or arm the campaign does not have (a typo would
+        otherwise select nothing and look like a finished campaign)."""
+        runs = campaign.runs()
+        for what, wanted, present in (
+            ("seed", self.seeds, {spec.seed for spec in runs}),
+            ("algo", self.algos, {spec.algo for spec in runs}),
+            ("arm", self.arms, {spec.arm for spec in runs}),
+        ):
+            unknown = sorted(wanted - present, key=str)
+            if unknown:
+                raise CampaignError(
+                    f"campaign {campaign.name} has no {what} {', '.join(map(str, unknown))} "
+                    f"(it has: {', '.join(map(str, sorted(present, key=str)))})"
+                )
+        if not any(self.matches(spec) for spec in runs):
+            raise CampaignError(f"campaign {campaign.name}: the selection matches no run (an arm not run with that algo?)")
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Arm overrides onto an entry by the zoo's one merge rule (``policy_kwargs`` and ``norm_kwargs`` key by key)."""
     from sb3_regnorm.zoo import merge_overrides

@@ -4,6 +4,7 @@ Usage::
 
     sb3-regnorm bench list
     sb3-regnorm bench run CAMPAIGN [--jobs N] [--dry-run] [--max-runs N] [--root logs/benchmarks]
+    sb3-regnorm bench run CAMPAIGN --seeds 0 1 2 [--algo dqn] [--arm rn]   # a subset first; the rest later
     sb3-regnorm bench run CAMPAIGN --backend ray --address HOST:PORT      # one Ray task per run on a cluster
     sb3-regnorm bench report CAMPAIGN [--root logs/benchmarks]
 
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=None, help="runs at once (default: the number of cores; Ray: all)")
     run.add_argument("--dry-run", action="store_true", help="print the matrix and the estimated compute, run nothing")
     run.add_argument("--max-runs", type=int, default=None, help="stop after starting this many pending runs")
+    run.add_argument("--seeds", type=int, nargs="+", default=(), help="run only these seeds (e.g. 0 1 2 of every arm)")
+    run.add_argument("--algo", nargs="+", default=(), help="run only these algorithms' experiments")
+    run.add_argument("--arm", nargs="+", default=(), help="run only these arms")
     run.add_argument("--backend", choices=("local", "ray"), default="local")
     run.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001 or HOST:6379)")
     run.add_argument("--root", default="logs/benchmarks", help="results folder (default: %(default)s)")
@@ -70,7 +74,7 @@ def _write_report(skip: bool, folder: Path, root: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``sb3-regnorm bench`` / ``python -m sb3_regnorm bench``; returns the exit status."""
     args = _parser().parse_args(argv)
-    from sb3_regnorm.benchmark.campaign import CampaignError, load_campaign, shipped_campaigns
+    from sb3_regnorm.benchmark.campaign import CampaignError, RunSelection, load_campaign, shipped_campaigns
 
     root = Path(args.root) if hasattr(args, "root") else Path("logs/benchmarks")
     try:
@@ -87,15 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs is not None and args.jobs < 1:
             print("error: --jobs must be >= 1", file=sys.stderr)
             return 2
+        selection = RunSelection(frozenset(args.seeds), frozenset(args.algo), frozenset(args.arm))
+        if selection:
+            selection.check(campaign)
         records = runner.read_records(runner.campaign_dir(campaign, root) / "runs.jsonl")
         runner.check_configurations(records, campaign)
         if args.dry_run:
             jobs = args.jobs or (1 if args.backend == "ray" else runner.os.cpu_count() or 1)
-            print(runner.dry_run_text(campaign, records, jobs))
+            print(runner.dry_run_text(campaign, records, jobs, selection))
             return 0
         signal.signal(signal.SIGTERM, _sigterm)
         try:
-            runner.run_campaign(campaign, root, args.jobs, args.backend, args.address, args.max_runs)
+            runner.run_campaign(campaign, root, args.jobs, args.backend, args.address, args.max_runs, selection=selection)
         except runner.CampaignBusyError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 3  # the other runner owns the folder and its report

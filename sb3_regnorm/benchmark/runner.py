@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from sb3_regnorm._locking import LockBusyError, exclusive_lock
-from sb3_regnorm.benchmark.campaign import Campaign, CampaignError, RunSpec
+from sb3_regnorm.benchmark.campaign import Campaign, CampaignError, RunSelection, RunSpec
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -154,10 +154,12 @@ def check_configurations(records: Iterable[dict[str, Any]], campaign: Campaign |
         )
 
 
-def pending_runs(campaign: Campaign, records: Iterable[dict[str, Any]]) -> list[RunSpec]:
-    """The runs of the matrix that have no record yet, in matrix order."""
+def pending_runs(
+    campaign: Campaign, records: Iterable[dict[str, Any]], selection: RunSelection | None = None
+) -> list[RunSpec]:
+    """The runs of the matrix (or of its ``selection``) that have no record yet, in matrix order."""
     done = finished_keys(records)
-    return [spec for spec in campaign.runs() if spec.key not in done]
+    return [spec for spec in campaign.runs() if spec.key not in done and (not selection or selection.matches(spec))]
 
 
 def estimate_seconds(spec: RunSpec, records: Iterable[dict[str, Any]] = ()) -> float:
@@ -178,8 +180,9 @@ def _fmt_time(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def dry_run_text(campaign: Campaign, records: list[dict[str, Any]], jobs: int) -> str:
-    """The matrix (one line per experiment x arm), what is done, and the estimated compute left."""
+def dry_run_text(campaign: Campaign, records: list[dict[str, Any]], jobs: int, selection: RunSelection | None = None) -> str:
+    """The matrix (one line per experiment x arm), what is done, the estimated compute left, and what ``selection``
+    would run."""
     pending = pending_runs(campaign, records)
     done = finished_keys(records)
     lines = [f"campaign {campaign.name} ({campaign.source}), protocol {campaign.protocol}"]
@@ -200,6 +203,13 @@ def dry_run_text(campaign: Campaign, records: list[dict[str, Any]], jobs: int) -
         f"runs: {n_all} in all, {n_all - len(pending)} done, {len(pending)} left; "
         f"compute left ~{total_left / 3600:.1f} core-hours, ~{_fmt_time(total_left / max(jobs, 1))} wall with --jobs {jobs}"
     )
+    if selection:
+        chosen = pending_runs(campaign, records, selection)
+        left = sum(estimate_seconds(spec, records) for spec in chosen)
+        lines.append(
+            f"selected: {len(chosen)} pending run(s), ~{left / 3600:.1f} core-hours, ~{_fmt_time(left / max(jobs, 1))} "
+            f"wall with --jobs {jobs}"
+        )
     return "\n".join(lines)
 
 
@@ -309,8 +319,10 @@ def run_campaign(
     address: str | None = None,
     max_runs: int | None = None,
     out: TextIO = sys.stdout,
+    selection: RunSelection | None = None,
 ) -> int:
-    """Run every pending run of ``campaign`` (at most ``max_runs``), ``jobs`` at a time; return the number finished.
+    """Run every pending run of ``campaign`` (of ``selection`` only, if given; at most ``max_runs``), ``jobs`` at a
+    time; return the number finished.
 
     Each finished run is appended to ``<root>/<campaign>/runs.jsonl`` at once. A run that raises is reported and not
     recorded (so a rerun retries it); Ctrl-C stops submitting, cancels queued runs and returns after the running ones
@@ -320,21 +332,31 @@ def run_campaign(
     folder = campaign_dir(campaign, root)
     folder.mkdir(parents=True, exist_ok=True)
     with campaign_lock(folder):
-        return _run_locked(campaign, folder, jobs, backend, address, max_runs, out)
+        return _run_locked(campaign, folder, jobs, backend, address, max_runs, out, selection)
 
 
 def _run_locked(
-    campaign: Campaign, folder: Path, jobs: int | None, backend: str, address: str | None, max_runs: int | None, out: TextIO
+    campaign: Campaign,
+    folder: Path,
+    jobs: int | None,
+    backend: str,
+    address: str | None,
+    max_runs: int | None,
+    out: TextIO,
+    selection: RunSelection | None,
 ) -> int:
     path = folder / "runs.jsonl"
     records = read_records(path)
     check_configurations(records, campaign)
-    queue = pending_runs(campaign, records)
+    if selection:
+        selection.check(campaign)
+    queue = pending_runs(campaign, records, selection)
     if max_runs is not None:
         queue = queue[:max_runs]
     limit = jobs or (len(queue) if backend == "ray" else os.cpu_count() or 1)
     if not queue:
-        print(f"[bench] {campaign.name}: nothing left to run ({len(records)} runs recorded in {path})", file=out)
+        what = "nothing selected is left to run" if selection else "nothing left to run"
+        print(f"[bench] {campaign.name}: {what} ({len(records)} runs recorded in {path})", file=out)
         return 0
     pool, submit, wait_any, result = _ray_pool(address) if backend == "ray" else _local_pool(limit)
     running: dict[Any, RunSpec] = {}
