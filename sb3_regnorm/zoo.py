@@ -47,6 +47,7 @@ __all__ = [
     "OVERRIDES",
     "REMOVED",
     "RN_NORMS",
+    "TUNED_STUDIES",
     "ZooEntry",
     "ZooError",
     "base_hyperparams",

@@ -160,7 +160,17 @@ def test_a_selection_of_what_the_campaign_lacks_is_refused(
     assert message in capsys.readouterr().err
     with pytest.raises(cmod.CampaignError, match=message):
         runner.run_campaign(cmod.load_campaign("lunarlander"), tmp_path, selection=_selection(flags))
-    assert not (tmp_path / "lunarlander" / "runs.jsonl").exists()
+
+
+def test_a_selection_that_matches_no_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tiny_campaign("mixed")
+    data["experiments"].append({"algo": "a2c", "env": "CartPole-v1", "hyperparams": {"n_timesteps": 256}, "arms": ["ln"]})
+    path = write_campaign(tmp_path, data)
+    assert cli.main(["run", str(path), "--dry-run", "--root", str(tmp_path), "--algo", "a2c", "--arm", "rn"]) == 2
+    assert "matches no run" in capsys.readouterr().err
+    assert cli.main(["run", str(path), "--dry-run", "--root", str(tmp_path), "--algo", "a2c", "--arm", "ln"]) == 0
+    assert cli.main(["run", str(path), "--dry-run", "--root", str(tmp_path), "--max-runs", "0"]) == 2
+    assert "--max-runs must be >= 1" in capsys.readouterr().err
 
 
 def _selection(flags: list[str]) -> cmod.RunSelection:
@@ -176,7 +186,11 @@ def test_dry_run_says_what_a_selection_would_run(tmp_path: Path, capsys: pytest.
     argv = ["run", "lunarlander", "--dry-run", "--jobs", "1", "--root", str(tmp_path), "--seeds", "0", "1", "2"]
     assert cli.main([*argv, "--algo", "dqn"]) == 0
     out = capsys.readouterr().out
-    assert "runs: 180 in all, 0 done, 180 left" in out and "selected: 18 pending run(s)" in out
+    assert "runs: 180 in all, 0 done, 180 left" in out and "this run: 18 pending run(s)" in out
+    assert out.count("seeds 0-2") == 6 and "dqn  LunarLander-v3                   rn-tuned     seeds 0-2" in out
+    assert cli.main([*argv, "--algo", "dqn", "--max-runs", "4"]) == 0  # what `run` with the same flags would start
+    out = capsys.readouterr().out
+    assert "this run: 4 pending run(s)" in out and out.count("seeds 0\n") == 4
 
 
 def test_a_selected_run_is_recorded_and_the_rest_stay_pending(tmp_path: Path) -> None:

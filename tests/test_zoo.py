@@ -239,11 +239,14 @@ def test_check_names_a_missing_zoo_folder(tmp_path: Path, capsys: pytest.Capture
     assert "No zoo folder at" in capsys.readouterr().err
 
 
-def _entry_param(entry: dict[str, Any], key: str) -> Any:
+def _entry_param(algo: str, entry: dict[str, Any], key: str) -> Any:
     """The value a study's ``best_params`` key takes in a zoo entry (activation and RN momentum live in policy_kwargs)."""
+    from sb3_regnorm import search_space
+
     policy_kwargs = entry.get("policy_kwargs", {})
     if key == "activation":
-        return {"nn.Tanh": "tanh", "nn.ReLU": "relu"}[policy_kwargs.get("activation_fn", "nn.Tanh")]
+        default = "nn.ReLU" if algo == "dqn" else "nn.Tanh"  # the policies' own defaults
+        return {v: k for k, v in search_space.ACTIVATIONS.items()}[policy_kwargs.get("activation_fn", default)]
     if key == "momentum":
         return policy_kwargs.get("norm_kwargs", {}).get("momentum")
     return entry[key]
@@ -255,12 +258,16 @@ def test_tuned_entry_cites_the_study_its_values_came_from(key: tuple[str, str, s
     # cited its superseded 40k study, whose learning rate was 1.04e-3, not the adopted 3.41e-4)
     norm, algo, env_id = key
     study = zoo.tuned_study(algo, env_id, norm)
-    assert f"# Tuned overrides: zoo/studies/{study}.md\n" in zoo.zoo_text(algo, norm)
-    summary = json.loads((zoo.DEFAULT_ZOO_DIR / "studies" / f"{study}.json").read_text())
+    # the comment sits right above this env's block
+    assert f"# Tuned overrides: zoo/studies/{study}.md\n{env_id}:\n" in zoo.zoo_text(algo, norm)
+    folder = zoo.DEFAULT_ZOO_DIR / "studies"
+    assert (folder / f"{study}.md").is_file()
+    summary = json.loads((folder / f"{study}.json").read_text())
     assert (summary["algo"], summary["env"], summary["norm"]) == (algo, env_id, norm)
+    assert summary["best_params"]
     entry = zoo.raw_entry(algo, env_id, norm)
     for name, value in summary["best_params"].items():
         if isinstance(value, float):
-            assert _entry_param(entry, name) == pytest.approx(value, rel=5e-3), name
+            assert _entry_param(algo, entry, name) == pytest.approx(value, rel=5e-3), name
         else:
-            assert _entry_param(entry, name) == value, name
+            assert _entry_param(algo, entry, name) == value, name

@@ -167,15 +167,14 @@ class Campaign:
         )
 
 
-# ------------------------------------------------------------------------------------------ hyperparameters
 @dataclass(frozen=True)
 class RunSelection:
     """A subset of a campaign's runs (``bench run --seeds/--algo/--arm``); an empty field selects everything.
 
     Why: a campaign runs stage by stage, so without a selection its last stage waits for the whole of the first ones.
     ``--seeds 0 1 2`` gets seeds 0-2 of every arm first (a first comparison everywhere, and the runs that confirm the
-    zoo's entries); ``--algo dqn`` runs one stage on its own. The runs keep their place in ``runs.jsonl`` and the full
-    campaign resumes with the rest.
+    zoo's entries); ``--algo dqn`` runs that algorithm's experiments only. A later run without a selection resumes
+    with the rest.
     """
 
     seeds: frozenset[int] = frozenset()
@@ -202,16 +201,22 @@ class RunSelection:
             ("algo", self.algos, {spec.algo for spec in runs}),
             ("arm", self.arms, {spec.arm for spec in runs}),
         ):
-            unknown = sorted(wanted - present, key=str)
+            unknown = wanted - present
             if unknown:
-                raise CampaignError(
-                    f"campaign {campaign.name} has no {what} {', '.join(map(str, unknown))} "
-                    f"(it has: {', '.join(map(str, sorted(present, key=str)))})"
-                )
+                raise CampaignError(f"campaign {campaign.name} has no {what} {_listed(unknown)} (it has: {_listed(present)})")
         if not any(self.matches(spec) for spec in runs):
-            raise CampaignError(f"campaign {campaign.name}: the selection matches no run (an arm not run with that algo?)")
+            raise CampaignError(
+                f"campaign {campaign.name}: the selection matches no run (each exists, but not together: e.g. an arm "
+                "that only another algorithm's experiment has)"
+            )
 
 
+def _listed(values: set[Any] | frozenset[Any]) -> str:
+    """Sorted values as a comma-separated list (seeds numerically)."""
+    return ", ".join(map(str, sorted(values)))
+
+
+# ------------------------------------------------------------------------------------------ hyperparameters
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Arm overrides onto an entry by the zoo's one merge rule (``policy_kwargs`` and ``norm_kwargs`` key by key)."""
     from sb3_regnorm.zoo import merge_overrides

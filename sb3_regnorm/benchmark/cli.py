@@ -88,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         from sb3_regnorm.benchmark import runner
 
         campaign = load_campaign(args.campaign)
-        if args.jobs is not None and args.jobs < 1:
-            print("error: --jobs must be >= 1", file=sys.stderr)
-            return 2
+        for flag, value in (("--jobs", args.jobs), ("--max-runs", args.max_runs)):
+            if value is not None and value < 1:
+                print(f"error: {flag} must be >= 1", file=sys.stderr)
+                return 2
         selection = RunSelection(frozenset(args.seeds), frozenset(args.algo), frozenset(args.arm))
         if selection:
             selection.check(campaign)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         runner.check_configurations(records, campaign)
         if args.dry_run:
             jobs = args.jobs or (1 if args.backend == "ray" else runner.os.cpu_count() or 1)
-            print(runner.dry_run_text(campaign, records, jobs, selection))
+            print(runner.dry_run_text(campaign, records, jobs, selection, args.max_runs))
             return 0
         signal.signal(signal.SIGTERM, _sigterm)
         try:

@@ -27,8 +27,10 @@ __all__ = [
     "DEFAULT_ROOT",
     "CampaignBusyError",
     "CampaignChangedError",
+    "campaign_dir",
     "campaign_lock",
     "check_configurations",
+    "dry_run_text",
     "estimate_seconds",
     "finished_keys",
     "pending_runs",
@@ -180,9 +182,15 @@ def _fmt_time(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def dry_run_text(campaign: Campaign, records: list[dict[str, Any]], jobs: int, selection: RunSelection | None = None) -> str:
-    """The matrix (one line per experiment x arm), what is done, the estimated compute left, and what ``selection``
-    would run."""
+def dry_run_text(
+    campaign: Campaign,
+    records: list[dict[str, Any]],
+    jobs: int,
+    selection: RunSelection | None = None,
+    max_runs: int | None = None,
+) -> str:
+    """The matrix (one line per experiment x arm), what is done, the estimated compute left, and what ``run`` with
+    the same ``selection`` and ``max_runs`` would run next."""
     pending = pending_runs(campaign, records)
     done = finished_keys(records)
     lines = [f"campaign {campaign.name} ({campaign.source}), protocol {campaign.protocol}"]
@@ -203,14 +211,30 @@ def dry_run_text(campaign: Campaign, records: list[dict[str, Any]], jobs: int, s
         f"runs: {n_all} in all, {n_all - len(pending)} done, {len(pending)} left; "
         f"compute left ~{total_left / 3600:.1f} core-hours, ~{_fmt_time(total_left / max(jobs, 1))} wall with --jobs {jobs}"
     )
-    if selection:
-        chosen = pending_runs(campaign, records, selection)
+    if selection or max_runs is not None:
+        chosen = pending_runs(campaign, records, selection)[:max_runs]
         left = sum(estimate_seconds(spec, records) for spec in chosen)
         lines.append(
-            f"selected: {len(chosen)} pending run(s), ~{left / 3600:.1f} core-hours, ~{_fmt_time(left / max(jobs, 1))} "
+            f"this run: {len(chosen)} pending run(s), ~{left / 3600:.1f} core-hours, ~{_fmt_time(left / max(jobs, 1))} "
             f"wall with --jobs {jobs}"
         )
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for spec in chosen:
+            groups.setdefault((spec.algo, spec.env, spec.arm), []).append(spec.seed)
+        for (algo, env, arm_name), seeds in groups.items():
+            lines.append(f"  {algo:4s} {env:32s} {arm_name:12s} seeds {_seed_list(seeds)}")
     return "\n".join(lines)
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """``0-2, 5`` for seeds 0, 1, 2, 5."""
+    spans: list[list[int]] = []
+    for seed in sorted(seeds):
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 class CampaignBusyError(LockBusyError):
@@ -345,6 +369,8 @@ def _run_locked(
     out: TextIO,
     selection: RunSelection | None,
 ) -> int:
+    if max_runs is not None and max_runs < 1:
+        raise ValueError(f"max_runs must be >= 1, got {max_runs}")
     path = folder / "runs.jsonl"
     records = read_records(path)
     check_configurations(records, campaign)
