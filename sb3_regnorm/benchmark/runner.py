@@ -413,7 +413,9 @@ def _run_locked(
         print(f"[bench] interrupted: {finished} run(s) recorded this time; rerun the same command to resume", file=out)
         _cancel(backend, running)
         _kill_workers(pool)  # before shutdown, which forgets the worker processes
-        pool.shutdown(wait=False, cancel_futures=True)
+        # wait=True: the pool's manager thread ends (it sees the killed workers) before shutdown clears the pool's
+        # process table; with wait=False a worker exit it was still handling raised TypeError in that thread
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
     print(f"[bench] {campaign.name}: {finished} run(s) finished, {failed} failed; records in {path}", file=out, flush=True)
