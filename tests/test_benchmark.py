@@ -206,6 +206,40 @@ def test_a_selected_run_is_recorded_and_the_rest_stay_pending(tmp_path: Path) ->
     assert "nothing selected is left to run" in out.read_text()
 
 
+def test_status_counts_finished_runs_per_task_from_runs_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sb3_regnorm.benchmark.status import campaign_status
+
+    data = tiny_campaign("progress", seeds=2)
+    data["experiments"].append({"algo": "a2c", "env": "CartPole-v1", "hyperparams": {"n_timesteps": 256}, "arms": ["ln"]})
+    path = write_campaign(tmp_path, data)
+    campaign = cmod.load_campaign(path)
+    root = tmp_path / "out"
+    before = campaign_status(campaign, root)
+    assert (before.finished, before.total, before.started, before.report) == (0, 6, False, None)
+    assert before.seconds_left > 0
+
+    def record(algo: str, arm: str, seed: int) -> dict[str, Any]:
+        return {"algo": algo, "env": "CartPole-v1", "arm": arm, "seed": seed, "score": 1.0, "wall_time_s": 30.0}
+
+    folder = root / "progress"
+    folder.mkdir(parents=True)
+    finished = [record("ppo", "none", 0), record("ppo", "rn", 1), record("a2c", "ln", 0)]
+    stale = record("ppo", "bn", 0)  # an arm no longer in the matrix does not count
+    text = "\n".join(json.dumps(r) for r in [*finished, finished[0], stale]) + "\n"  # a duplicate counts once
+    (folder / "runs.jsonl").write_text(text)
+    after = campaign_status(campaign, root)
+    assert after.finished == 3 and after.started
+    assert [(t.algo, t.finished, t.total) for t in after.tasks] == [("ppo", 2, 4), ("a2c", 1, 2)]
+    assert after.seconds_left == pytest.approx(3 * 30.0)  # pending: ppo none 1, ppo rn 0, a2c ln 1 (measured times)
+    assert cli.main(["status", str(path), "--root", str(root)]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row == "| `progress` | 3 of 6 | PPO CartPole-v1 2/4, A2C CartPole-v1 1/2 | ~0.0 core-hours | no report yet |"
+    (folder / "report.md").write_text("# report\n")
+    assert cli.main(["status", str(path), "--root", str(root)]) == 0
+    assert "[progress/report.md](progress/report.md)" in capsys.readouterr().out
+    assert cli.main(["status", "no-such-campaign", "--root", str(root)]) == 2
+
+
 def test_eval_seeds_are_disjoint_from_training_and_tuning_seeds() -> None:
     from sb3_regnorm.benchmark.run import eval_seed
 

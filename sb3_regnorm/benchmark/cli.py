@@ -7,6 +7,7 @@ Usage::
     sb3-regnorm bench run CAMPAIGN --seeds 0 1 2 [--algo dqn] [--arm rn]   # a subset first; the rest later
     sb3-regnorm bench run CAMPAIGN --backend ray --address HOST:PORT      # one Ray task per run on a cluster
     sb3-regnorm bench report CAMPAIGN [--root logs/benchmarks]
+    sb3-regnorm bench status [CAMPAIGN ...] [--root logs/benchmarks]   # finished runs and compute left, as a table
 
 ``CAMPAIGN`` is a shipped campaign name (``paper``, ``paper_quirk``, ``lunarlander``, ``minigrid``,
 ``nonstationary``) or the path of
@@ -41,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001 or HOST:6379)")
     run.add_argument("--root", default="logs/benchmarks", help="results folder (default: %(default)s)")
     run.add_argument("--no-report", action="store_true", help="do not rebuild report.md at the end")
+    status = sub.add_parser("status", help="finished runs per task and compute left of campaigns (markdown table)")
+    status.add_argument("campaigns", nargs="*", help="shipped campaign names or files (default: every shipped one)")
+    status.add_argument("--root", default="logs/benchmarks")
     report = sub.add_parser("report", help="rebuild report.md and the plots from runs.jsonl alone")
     report.add_argument("campaign", help="shipped campaign name, campaign file, or a folder holding runs.jsonl")
     report.add_argument("--root", default="logs/benchmarks")
@@ -85,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args.campaign, root)
+        if args.command == "status":
+            from sb3_regnorm.benchmark.status import campaign_status, status_table
+
+            names = args.campaigns or sorted(shipped_campaigns())
+            campaigns = [load_campaign(name) for name in names]  # all loaded (and checked) before anything is printed
+            print(status_table([campaign_status(c, root) for c in campaigns], root), end="")
+            return 0
         from sb3_regnorm.benchmark import runner
 
         campaign = load_campaign(args.campaign)
