@@ -306,7 +306,8 @@ def _portable(path: Path) -> str:
 
 
 def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, seeds: Sequence[int] = (0, 1, 2)) -> list[str]:
-    """Record campaign runs of *unchanged* zoo entries as their confirmations; return one line per arm and seed.
+    """Record campaign runs of *unchanged* zoo entries as their confirmations; return one line per recorded seed, then
+    one per arm and reason a run was skipped for.
 
     Why: a campaign arm that is a zoo entry as shipped (same hyperparameters, full budget) trains what ``confirm``
     would train for the same seed (evaluations leave training's random streams alone), and its runs score the final
@@ -321,6 +322,7 @@ def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, 
     runs_path = Path(runs_path)
     runs, _ = unique_records(read_records(runs_path))
     lines: list[str] = []
+    skipped: dict[tuple[str, str], list[int]] = {}  # (arm, reason) -> seeds: one line per arm and reason
     not_in_zoo: dict[str, int] = {}
     for run in sorted(runs, key=lambda r: (r["algo"], r["env"], r["arm"], int(r["seed"]))):
         algo, env_id, norm, arm, seed = run["algo"], run["env"], run["norm"], run["arm"], int(run["seed"])
@@ -330,24 +332,26 @@ def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, 
         if run.get("protocol", "zoo") != "zoo" or not zoo.has_entry(algo, env_id):
             not_in_zoo[where] = not_in_zoo.get(where, 0) + 1
             continue
-        where += f" seed {seed}"
         settings = ConfirmSettings(algo, env_id, norm, seeds=(seed,), out=Path(out))
         fresh = _fresh_record(settings, int(zoo.raw_entry(algo, env_id, norm)["n_timesteps"]))
         if json.loads(json.dumps(run["hyperparams"], default=str)) != fresh["entry"]:
-            lines.append(f"skipped {where}: the arm is not the zoo's {norm} entry as shipped")
+            skipped.setdefault((where, f"the arm is not the zoo's {norm} entry as shipped"), []).append(seed)
             continue
         result = _campaign_result(run, settings)
         if isinstance(result, _Skip):
-            lines.append(f"skipped {where}: {result.reason}")
+            skipped.setdefault((where, result.reason), []).append(seed)
             continue
         source = {"runs": _portable(runs_path), "campaign": str(run.get("campaign")), "arm": arm}
         try:
             _merge_seed(Path(out), fresh, seed, result, source)
         except _SeedKept as kept:
-            lines.append(f"skipped {where}: {kept}")
+            skipped.setdefault((where, str(kept)), []).append(seed)
             continue
         mean, std, _, error = result
-        lines.append(f"recorded {where}: " + (f"diverged ({error})" if error else f"{mean:.4g} +- {std:.3g}"))
+        lines.append(f"recorded {where} seed {seed}: " + (f"diverged ({error})" if error else f"{mean:.4g} +- {std:.3g}"))
+    for (where, reason), seed_list in skipped.items():
+        label = f"seed {seed_list[0]}" if len(seed_list) == 1 else f"seeds {', '.join(map(str, seed_list))}"
+        lines.append(f"skipped {where} {label}: {reason}")
     lines += [f"skipped {n} run(s) of {where}: not a zoo entry" for where, n in not_in_zoo.items()]
     return lines
 

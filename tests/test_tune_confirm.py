@@ -165,6 +165,7 @@ def test_campaign_runs_of_unchanged_entries_become_confirmations(tmp_path: Path)
         _diverged_run("none", "none", 2, "training"),
         _campaign_run("none", "none", 3),  # not a report seed of a confirmation (--seeds 0 1 2)
         _campaign_run("rn-tuned", "rn", 0),  # overrides: not the shipped entry
+        _campaign_run("rn-tuned", "rn", 1),
         _campaign_run("ln", "ln", 0, report_eval=None),  # recorded before runs carried report_eval
         _campaign_run("ln", "ln", 1, report_eval={**_campaign_run("ln", "ln", 1)["report_eval"], "episodes": 10}),
         _campaign_run("rn", "rn", 0, n_timesteps=1000),  # stopped early
@@ -180,7 +181,7 @@ def test_campaign_runs_of_unchanged_entries_become_confirmations(tmp_path: Path)
         f"recorded lunarlander a2c {zoo.LUNAR_LANDER} none seed {s}" for s in (0, 1, 2)
     ]
     reasons = " | ".join(line for line in lines if line.startswith("skipped"))
-    assert "rn-tuned seed 0: the arm is not the zoo's rn entry as shipped" in reasons
+    assert "rn-tuned seeds 0, 1: the arm is not the zoo's rn entry as shipped" in reasons  # one line per arm and reason
     assert "ln seed 0: recorded before runs were scored" in reasons and "ln seed 1: scored otherwise" in reasons
     assert "rn seed 0: trained 1000 of 200000 steps" in reasons and "seed 3" not in reasons
     assert "rn seed 1: diverged while evaluation" in reasons and "rln seed 0: its evaluations during training" in reasons
