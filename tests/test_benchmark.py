@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -377,6 +378,23 @@ def test_duplicate_records_count_once_in_the_report(finished_campaign: Path, tmp
     (copy / "runs.jsonl").write_text(finished_campaign.read_text() + json.dumps(records[0]) + "\n")
     text = build_report(copy, plots=False)
     assert "1 duplicate record(s)" in text and f"({len(records)} finished runs)" in text
+
+
+def test_report_resolves_success_rate_scores(finished_campaign: Path, tmp_path: Path) -> None:
+    # MiniGrid returns lie in [0, 1]: one decimal printed 0.96 and 0.85 alike as 1.0 and 0.8
+    scaled = []
+    for i, record in enumerate(lines(finished_campaign)):
+        score = [0.96016, 0.84712, 0.95512, 0.0][i % 4]
+        curve = {**record["curve"], "returns": [score] * len(record["curve"]["returns"])}
+        scaled.append({**record, "score": score, "curve": curve})
+    copy = tmp_path / "rates"
+    copy.mkdir()
+    (copy / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in scaled))
+    text = build_report(copy, plots=False)
+    assert "0.960" in text and "0.847" in text and "| 1.0 [" not in text
+    assert "| 0.0 |" not in text.split("Every run's score")[1]  # per-run scores keep three decimals too
+    cartpole = build_report(finished_campaign.parent, plots=False)  # returns in the tens: one decimal, as before
+    assert re.search(r"\| none \| \d+ \| -?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\] \|", cartpole), cartpole
 
 
 def test_a_changed_arm_is_refused_until_its_old_values_are_pinned(

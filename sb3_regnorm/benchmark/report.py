@@ -123,6 +123,14 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _digits(scores: Iterable[Any]) -> int:
+    """Decimals that resolve a task's scores: 1 for returns in the tens or more (LunarLander), 3 for success-rate-like
+    returns in [0, 1] (MiniGrid), where one decimal would print 0.96 and 0.85 alike as 1.0 and 0.8."""
+    finite = [abs(float(v)) for v in scores if v is not None and math.isfinite(float(v))]
+    largest = max(finite, default=0.0)
+    return 1 if largest >= 10 else 2 if largest >= 1.5 else 3
+
+
 def _curves(runs: list[dict[str, Any]], key: str = "returns") -> tuple[np.ndarray, np.ndarray] | None:
     """(steps, runs x points) for the runs whose curve has the most common length (steps: median per point)."""
     lengths = [len(r["curve"][key]) for r in runs if r.get("curve")]
@@ -212,6 +220,7 @@ def _task_section(
     lines = [f"## {algo.upper()} on {env}", ""]
     first = next(iter(arms.values()))[0]
     lines.append(f"Score: {first.get('score_definition', 'see runs.jsonl')}.")
+    n = _digits(r["score"] for runs in arms.values() for r in runs)
     lines.append("")
     head = "| arm | runs | IQM [95% CI] | mean +- SEM | median | min .. max | wall/run | eval share |"
     sep = "|---|---|---|---|---|---|---|---|"
@@ -230,12 +239,12 @@ def _task_section(
         wall = np.mean([r["wall_time_s"] for r in arms[arm]])
         share = np.mean([r.get("eval_fraction", 0.0) for r in arms[arm]])
         row = (
-            f"| {arm} | {d['n']} | {point:.1f} [{lo:.1f}, {hi:.1f}] | {d['mean']:.1f} +- {d['sem']:.1f} | {d['median']:.1f} "
-            f"| {d['min']:.1f} .. {d['max']:.1f} | {wall:.0f} s | {share:.1%} |"
+            f"| {arm} | {d['n']} | {point:.{n}f} [{lo:.{n}f}, {hi:.{n}f}] | {d['mean']:.{n}f} +- {d['sem']:.{n}f} "
+            f"| {d['median']:.{n}f} | {d['min']:.{n}f} .. {d['max']:.{n}f} | {wall:.0f} s | {share:.1%} |"
         )
         if greedy:
             g = stats.describe(greedy_of[arm]) if greedy_of[arm] else None
-            row += f" {g['mean']:.1f} +- {g['sem']:.1f} |" if g else " - |"
+            row += f" {g['mean']:.{n}f} +- {g['sem']:.{n}f} |" if g else " - |"
         if ref_scores:
             ref = ref_scores.get(arm)
             row += f" {ref[0]:.2f} +- {ref[1]:.2f} |" if ref else " - |"
@@ -258,7 +267,7 @@ def _task_section(
     lines += ["Every run's score (columns: seeds):", ""]
     lines += ["| arm | " + " | ".join(str(s) for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
     for arm in _arm_order(arms):
-        by_seed = {int(r["seed"]): ("diverged" if r.get("diverged") else _fmt(r["score"])) for r in arms[arm]}
+        by_seed = {int(r["seed"]): ("diverged" if r.get("diverged") else _fmt(r["score"], n)) for r in arms[arm]}
         lines.append(f"| {arm} | " + " | ".join(by_seed.get(s, "-") for s in seeds) + " |")
     lines.append("")
     if plots:
