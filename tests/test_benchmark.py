@@ -241,6 +241,42 @@ def test_status_counts_finished_runs_per_task_from_runs_jsonl(tmp_path: Path, ca
     assert cli.main(["status", "no-such-campaign", "--root", str(root)]) == 2
 
 
+def test_estimates_for_arms_not_run_yet_follow_the_recorded_speed(tmp_path: Path) -> None:
+    campaign = cmod.load_campaign(write_campaign(tmp_path, tiny_campaign("estimate", seeds=2)))
+    rn = next(s for s in campaign.runs() if s.arm == "rn")
+    reference = runner.estimate_seconds(rn)  # nothing recorded: the reference machine's per-step costs
+    assert runner.machine_factor([]) == 1.0 and reference > 0
+
+    def record(algo: str, arm: str, factor: float, **extra: Any) -> dict[str, Any]:
+        fields = {"protocol": "zoo", "algo": algo, "env": "LunarLander-v3", "arm": arm, "seed": 0, "norm": "none"}
+        fields |= {"n_timesteps": 100_000, **extra}
+        ref = runner._reference_seconds(fields["protocol"], algo, fields["env"], fields["n_timesteps"], fields["norm"])
+        return fields | {"wall_time_s": factor * ref}
+
+    slow_ppo, slower_a2c = record("ppo", "none", 3.0), record("a2c", "none", 5.0)
+    untimed = {k: v for k, v in record("ppo", "ln", 100.0).items() if k != "wall_time_s"}
+    broken = record("ppo", "rn", 1.0) | {"wall_time_s": float("nan")}
+    recorded = [slow_ppo, slower_a2c, untimed, broken]
+    assert runner.machine_factor(recorded, "zoo", "ppo") == pytest.approx(3.0)  # same protocol and algo first
+    assert runner.machine_factor(recorded, "zoo", "dqn") == pytest.approx(4.0)  # else the median over all runs
+    assert runner.estimate_seconds(rn, [], recorded) == pytest.approx(3.0 * reference)
+    assert runner.estimate_seconds(rn, recorded) == pytest.approx(3.0 * reference)  # calibration defaults to records
+    same_arm = {"algo": "ppo", "env": "CartPole-v1", "arm": "rn", "seed": 0, "wall_time_s": 42.0}
+    assert runner.estimate_seconds(rn, [same_arm], recorded) == 42.0  # measured runs of the arm itself win
+
+    # status and --dry-run read the speed from every campaign under the root, e.g. one run on this machine before
+    other = tmp_path / "out" / "other"
+    other.mkdir(parents=True)
+    (other / "runs.jsonl").write_text(json.dumps(slow_ppo) + "\n")
+    from sb3_regnorm.benchmark.status import campaign_status
+
+    expected = sum(3.0 * runner.estimate_seconds(spec) for spec in campaign.runs())
+    assert campaign_status(campaign, tmp_path / "out").seconds_left == pytest.approx(expected)
+    text = runner.dry_run_text(campaign, [], 1, calibration=runner.recorded_runs(tmp_path / "out"))
+    rn_line = next(line for line in text.splitlines() if " rn " in line)
+    assert rn_line.endswith(f"~{runner._fmt_time(3.0 * reference)}/run")
+
+
 def test_eval_seeds_are_disjoint_from_training_and_tuning_seeds() -> None:
     from sb3_regnorm.benchmark.run import eval_seed
 

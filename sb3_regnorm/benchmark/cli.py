@@ -90,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args.campaign, root)
         if args.command == "status":
+            from sb3_regnorm.benchmark.runner import recorded_runs as runner_records
             from sb3_regnorm.benchmark.status import campaign_status, status_table
 
             names = args.campaigns or sorted(shipped_campaigns())
             campaigns = [load_campaign(name) for name in names]  # all loaded (and checked) before anything is printed
-            print(status_table([campaign_status(c, root) for c in campaigns], root), end="")
+            calibration = runner_records(root)
+            print(status_table([campaign_status(c, root, calibration) for c in campaigns], root), end="")
             return 0
         from sb3_regnorm.benchmark import runner
 
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         runner.check_configurations(records, campaign)
         if args.dry_run:
             jobs = args.jobs or (1 if args.backend == "ray" else runner.os.cpu_count() or 1)
-            print(runner.dry_run_text(campaign, records, jobs, selection, args.max_runs))
+            print(runner.dry_run_text(campaign, records, jobs, selection, args.max_runs, runner.recorded_runs(root)))
             return 0
         signal.signal(signal.SIGTERM, _sigterm)
         try:

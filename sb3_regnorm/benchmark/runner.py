@@ -10,9 +10,11 @@ more cores) stops with an error instead of running the same pending runs again.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import signal
+import statistics
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -33,15 +35,18 @@ __all__ = [
     "dry_run_text",
     "estimate_seconds",
     "finished_keys",
+    "machine_factor",
     "pending_runs",
     "read_records",
+    "recorded_runs",
     "run_campaign",
     "unique_records",
 ]
 
 DEFAULT_ROOT: Final = Path("logs/benchmarks")
-# Seconds per env step on one core of the 2-core reference machine (research/feasibility.md; paper_dqn measured here),
-# used by --dry-run until runs.jsonl holds measured wall times for the same (algo, env, arm).
+# Seconds per env step on one core of the 2-core reference machine (research/feasibility.md; paper_dqn measured here).
+# Estimates scale them by the speed the recorded runs show (machine_factor) until runs.jsonl holds measured wall times
+# for the same (algo, env, arm).
 _SECONDS_PER_STEP: Final = {
     ("paper_dqn", "dqn"): 1.45e-3,
     ("zoo", "ppo"): 1 / 4000,
@@ -72,6 +77,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def recorded_runs(root: Path = DEFAULT_ROOT) -> list[dict[str, Any]]:
+    """The records of every campaign under ``root`` (``<root>/*/runs.jsonl``): what the machine's speed is read from."""
+    return [record for path in sorted(Path(root).glob("*/runs.jsonl")) for record in read_records(path)]
 
 
 def _key(record: dict[str, Any]) -> tuple[str, str, str, int]:
@@ -164,17 +174,53 @@ def pending_runs(
     return [spec for spec in campaign.runs() if spec.key not in done and (not selection or selection.matches(spec))]
 
 
-def estimate_seconds(spec: RunSpec, records: Iterable[dict[str, Any]] = ()) -> float:
-    """Estimated wall time of one run: the mean measured time of finished runs of the same (algo, env, arm), else a
-    per-step cost from the reference machine times a per-norm factor."""
+def _reference_seconds(protocol: str, algo: str, env: str, n_timesteps: int, norm: str) -> float:
+    """Wall time of one run on the reference machine, from per-step costs and a per-norm factor."""
+    if protocol == "zoo" and env.startswith("MiniGrid"):
+        per_step = _MINIGRID_SECONDS_PER_STEP.get(algo, 1 / 1000)
+    else:
+        per_step = _SECONDS_PER_STEP.get((protocol, algo), 1 / 1000)
+    return _STARTUP_S + n_timesteps * per_step * _RN_FACTOR.get(norm, 1.4)
+
+
+def machine_factor(records: Iterable[dict[str, Any]], protocol: str | None = None, algo: str | None = None) -> float:
+    """How many times the reference estimate the recorded runs took: the median of measured / reference wall time
+    over the runs of the same ``protocol`` and ``algo`` if there are any, else over all runs; 1.0 without records.
+
+    Why: the reference per-step costs come from one machine; on a machine 3x slower (or a loaded one) estimates for
+    arms not yet run would be 3x too low, while the runs already recorded show the speed this machine really has."""
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for record in records:
+        try:
+            measured = float(record["wall_time_s"])
+            reference = _reference_seconds(
+                str(record.get("protocol", "zoo")),
+                str(record["algo"]),
+                str(record["env"]),
+                int(record["n_timesteps"]),
+                str(record["norm"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            continue  # a record without timing cannot calibrate
+        if measured > 0 and math.isfinite(measured):
+            ratios.setdefault((str(record.get("protocol", "zoo")), str(record["algo"])), []).append(measured / reference)
+    same = ratios.get((protocol, algo), []) if protocol is not None and algo is not None else []
+    pool = same or [ratio for group in ratios.values() for ratio in group]
+    return statistics.median(pool) if pool else 1.0
+
+
+def estimate_seconds(
+    spec: RunSpec, records: Iterable[dict[str, Any]] = (), calibration: Iterable[dict[str, Any]] | None = None
+) -> float:
+    """Estimated wall time of one run: the mean measured time of finished runs of the same (algo, env, arm), else the
+    reference estimate scaled by :func:`machine_factor` of ``calibration`` (default: ``records``), e.g. the runs of
+    every campaign recorded on this machine."""
+    records = list(records)
     same = [float(r["wall_time_s"]) for r in records if (r["algo"], r["env"], r["arm"]) == (spec.algo, spec.env, spec.arm)]
     if same:
         return sum(same) / len(same)
-    if spec.protocol == "zoo" and spec.env.startswith("MiniGrid"):
-        per_step = _MINIGRID_SECONDS_PER_STEP[spec.algo]
-    else:
-        per_step = _SECONDS_PER_STEP.get((spec.protocol, spec.algo), 1 / 1000)
-    return _STARTUP_S + spec.n_timesteps * per_step * _RN_FACTOR.get(spec.norm, 1.4)
+    factor = machine_factor(records if calibration is None else calibration, spec.protocol, spec.algo)
+    return factor * _reference_seconds(spec.protocol, spec.algo, spec.env, spec.n_timesteps, spec.norm)
 
 
 def _fmt_time(seconds: float) -> str:
@@ -188,9 +234,11 @@ def dry_run_text(
     jobs: int,
     selection: RunSelection | None = None,
     max_runs: int | None = None,
+    calibration: list[dict[str, Any]] | None = None,
 ) -> str:
     """The matrix (one line per experiment x arm), what is done, the estimated compute left, and what ``run`` with
-    the same ``selection`` and ``max_runs`` would run next."""
+    the same ``selection`` and ``max_runs`` would run next. Arms not run yet are estimated at the speed of the runs in
+    ``calibration`` (default: ``records``; see :func:`estimate_seconds`)."""
     pending = pending_runs(campaign, records)
     done = finished_keys(records)
     lines = [f"campaign {campaign.name} ({campaign.source}), protocol {campaign.protocol}"]
@@ -199,7 +247,7 @@ def dry_run_text(
         for arm in exp.arms:
             specs = [s for s in campaign.runs() if (s.algo, s.env, s.arm) == (exp.algo, exp.env, arm.name)]
             n_done = sum(s.key in done for s in specs)
-            est = estimate_seconds(specs[0], records)
+            est = estimate_seconds(specs[0], records, calibration)
             left = est * (len(specs) - n_done)
             total_left += left
             lines.append(
@@ -213,7 +261,7 @@ def dry_run_text(
     )
     if selection or max_runs is not None:
         chosen = pending_runs(campaign, records, selection)[:max_runs]
-        left = sum(estimate_seconds(spec, records) for spec in chosen)
+        left = sum(estimate_seconds(spec, records, calibration) for spec in chosen)
         lines.append(
             f"this run: {len(chosen)} pending run(s), ~{left / 3600:.1f} core-hours, ~{_fmt_time(left / max(jobs, 1))} "
             f"wall with --jobs {jobs}"

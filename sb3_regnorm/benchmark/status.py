@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sb3_regnorm.benchmark.campaign import Campaign
-from sb3_regnorm.benchmark.runner import campaign_dir, estimate_seconds, finished_keys, pending_runs, read_records
+from sb3_regnorm.benchmark.runner import (
+    campaign_dir,
+    estimate_seconds,
+    finished_keys,
+    pending_runs,
+    read_records,
+    recorded_runs,
+)
 
 __all__ = ["CampaignStatus", "TaskProgress", "campaign_status", "status_table"]
 
@@ -42,8 +50,9 @@ class CampaignStatus:
         return self.finished > 0
 
 
-def campaign_status(campaign: Campaign, root: Path) -> CampaignStatus:
-    """Progress of ``campaign`` under ``root`` (runs recorded that are no longer in its matrix do not count)."""
+def campaign_status(campaign: Campaign, root: Path, calibration: list[dict[str, Any]] | None = None) -> CampaignStatus:
+    """Progress of ``campaign`` under ``root`` (runs recorded that are no longer in its matrix do not count). Arms not
+    run yet are estimated at the speed of the runs in ``calibration`` (default: every campaign under ``root``)."""
     folder = campaign_dir(campaign, root)
     records = read_records(folder / "runs.jsonl")
     done = finished_keys(records)
@@ -54,13 +63,15 @@ def campaign_status(campaign: Campaign, root: Path) -> CampaignStatus:
         counts[0] += spec.key in done
         counts[1] += 1
     pending = pending_runs(campaign, records)
+    if calibration is None:
+        calibration = recorded_runs(root)
     report = folder / "report.md"
     return CampaignStatus(
         name=campaign.name,
         total=len(runs),
         finished=len(runs) - len(pending),
         tasks=tuple(TaskProgress(algo, env, n_done, n_all) for (algo, env), (n_done, n_all) in tasks.items()),
-        seconds_left=sum(estimate_seconds(spec, records) for spec in pending),
+        seconds_left=sum(estimate_seconds(spec, records, calibration) for spec in pending),
         report=report if report.is_file() else None,
     )
 
