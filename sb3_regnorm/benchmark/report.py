@@ -143,6 +143,50 @@ def _curves(runs: list[dict[str, Any]], key: str = "returns") -> tuple[np.ndarra
     return steps, values
 
 
+Band = tuple[str, np.ndarray, np.ndarray]  # (label, x, runs x points)
+
+
+def _band_figure(path: Path, bands: list[Band], xlabel: str, ylabel: str, title: str) -> None:
+    """One PNG of curves with their 95% bootstrap bands (IQM across runs per point)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, x, values in bands:
+        mid, lo, hi = stats.bootstrap_curve_band(values)
+        ax.plot(x, mid, label=f"{label} (n={values.shape[0]})")
+        ax.fill_between(x, lo, hi, alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _evaluation_bands(arms: dict[str, list[dict[str, Any]]]) -> list[Band]:
+    """Per arm, the evaluation curves of its runs against environment steps."""
+    bands = []
+    for arm in _arm_order(arms):
+        got = _curves(arms[arm])
+        if got is not None:
+            bands.append((arm, *got))
+    return bands
+
+
+def _training_bands(arms: dict[str, list[dict[str, Any]]]) -> list[Band]:
+    """Per arm, the windowed training-episode returns (paper protocol) against the training episode."""
+    bands = []
+    for arm in _arm_order(arms):
+        rows = [r["train_returns_window"] for r in arms[arm] if "train_returns_window" in r]
+        if not rows or len({len(row) for row in rows}) != 1:
+            continue
+        window = len(rows[0])
+        episodes = int(arms[arm][0].get("n_episodes", window))
+        bands.append((arm, np.arange(1, window + 1) * episodes / window, np.array(rows, dtype=float)))
+    return bands
+
+
 def _plot_task(
     folder: Path, task: Task, arms: dict[str, list[dict[str, Any]]], table: Mapping[str, tuple[float, float, float]]
 ) -> list[str]:
@@ -154,45 +198,23 @@ def _plot_task(
 
     algo, env = task
     stem = f"{algo}_{env}".replace("/", "_")
-    names = []
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for arm in _arm_order(arms):
-        got = _curves(arms[arm])
-        if got is None:
-            continue
-        steps, values = got
-        mid, lo, hi = stats.bootstrap_curve_band(values)
-        ax.plot(steps, mid, label=f"{arm} (n={values.shape[0]})")
-        ax.fill_between(steps, lo, hi, alpha=0.2)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return (IQM, 95% bootstrap band)")
-    ax.set_title(f"{algo.upper()} {env}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / f"curves_{stem}.png", dpi=110)
-    plt.close(fig)
-    names.append(f"curves_{stem}.png")
+    names = [f"curves_{stem}.png"]
+    _band_figure(
+        folder / names[-1],
+        _evaluation_bands(arms),
+        "environment steps",
+        "evaluation return (IQM, 95% bootstrap band)",
+        f"{algo.upper()} {env}",
+    )
     if any("train_returns_window" in r for runs in arms.values() for r in runs):
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        for arm in _arm_order(arms):
-            rows = [r["train_returns_window"] for r in arms[arm] if "train_returns_window" in r]
-            if not rows or len({len(row) for row in rows}) != 1:
-                continue
-            values = np.array(rows, dtype=float)
-            window = len(arms[arm][0]["train_returns_window"])
-            episodes = int(arms[arm][0].get("n_episodes", window))
-            x = np.arange(1, window + 1) * episodes / window
-            mid, lo, hi = stats.bootstrap_curve_band(values)
-            ax.plot(x, mid, label=f"{arm} (n={values.shape[0]})")
-            ax.fill_between(x, lo, hi, alpha=0.2)
-        ax.set_xlabel("training episode")
-        ax.set_ylabel("training return, episode window mean (IQM, 95% band)")
-        ax.set_title(f"{algo.upper()} {env}: training episodes (paper protocol)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / f"train_{stem}.png", dpi=110)
-        plt.close(fig)
         names.append(f"train_{stem}.png")
+        _band_figure(
+            folder / names[-1],
+            _training_bands(arms),
+            "training episode",
+            "training return, episode window mean (IQM, 95% band)",
+            f"{algo.upper()} {env}: training episodes (paper protocol)",
+        )
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(table)))
     order = _arm_order(table)
     for i, arm in enumerate(order):
