@@ -68,6 +68,7 @@ class ConfirmSettings:
     log_folder: Path = Path("logs/confirm")
     out: Path = DEFAULT_OUT
     n_timesteps: int = 0  # 0: the entry's own budget (anything else is a smoke test, not a confirmation)
+    missing: bool = False  # train only the seeds the entry's current record lacks (resume after a kill)
 
     def episodes(self) -> int:
         return self.eval_episodes or _EPISODES[self.env_id in zoo.MINIGRID_IDS]
@@ -161,10 +162,10 @@ def _merge_seed(
     key = record_key(fresh)
     with exclusive_lock(_lock_path(out), blocking=True):
         records = load_records(out)
-        old = next((r for r in records if record_key(r) == key), None)
+        old = _current_record(records, fresh)
         results: dict[int, _Result] = {}
         sources: dict[str, dict[str, str]] = {}
-        if old is not None and old.get("entry") == fresh["entry"] and old.get("evaluation") == fresh["evaluation"]:
+        if old is not None:
             errors = old.get("diverged", {})
             columns = zip(old["seeds"], old["returns"], old.get("stds", []), old.get("train_s", []), strict=False)
             results = {int(s): (ret, std, secs, errors.get(str(s))) for s, ret, std, secs in columns}
@@ -199,6 +200,15 @@ def _merge_seed(
         record["command"] = " && ".join(commands)
         _write(out, [*(r for r in records if record_key(r) != key), record])
     return record
+
+
+def _current_record(records: list[dict[str, Any]], fresh: dict[str, Any]) -> dict[str, Any] | None:
+    """The record that ``fresh``'s seeds add to: same entry, budget and evaluation (any other is stale)."""
+    for record in records:
+        same = record.get("entry") == fresh["entry"] and record.get("evaluation") == fresh["evaluation"]
+        if record_key(record) == record_key(fresh) and same:
+            return record
+    return None
 
 
 def _run_seed(settings: ConfirmSettings, entry: dict[str, Any], seed: int) -> _Result:
@@ -240,8 +250,8 @@ def _fresh_record(settings: ConfirmSettings, n_timesteps: int, smoke: Sequence[s
 def confirm(settings: ConfirmSettings) -> dict[str, Any]:
     """Train and score the current zoo entry on every seed, merging each seed into its record; return the record.
 
-    A record of the same entry and protocol keeps its other seeds (so ``--seeds 2`` completes a run killed after seed
-    1); a record of a changed entry is stale and starts over.
+    A record of the same entry and protocol keeps its other seeds (so ``--seeds 2``, or ``missing``, completes a run
+    killed after seed 1); a record of a changed entry is stale and starts over.
     """
     if any(seed >= 1000 for seed in settings.seeds):
         raise ValueError("seeds >= 1000 are tuning seeds; confirm on report seeds 0..K-1")
@@ -254,8 +264,14 @@ def confirm(settings: ConfirmSettings) -> dict[str, Any]:
     if settings.n_timesteps:
         entry["n_timesteps"] = settings.n_timesteps
     fresh = _fresh_record(settings, int(entry["n_timesteps"]), smoke)
-    record: dict[str, Any] = {}
-    for seed in settings.seeds:
+    record = _current_record(load_records(settings.out), fresh) or {}
+    seeds = settings.seeds
+    if settings.missing:
+        seeds = tuple(seed for seed in seeds if seed not in record.get("seeds", []))
+        if len(seeds) < len(settings.seeds):
+            done = ", ".join(str(seed) for seed in settings.seeds if seed not in seeds)
+            print(f"[confirm] {settings.algo} {settings.env_id} {settings.norm}: seed(s) {done} already recorded")
+    for seed in seeds:
         result = _run_seed(settings, entry, seed)
         record = _merge_seed(Path(settings.out), fresh, seed, result)
         mean, std, _, error = result
@@ -401,6 +417,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--env", choices=zoo.ENV_IDS)
     parser.add_argument("--norm", choices=NORMS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--missing",
+        action="store_true",
+        help="train only the seeds of --seeds that the entry's current record lacks (resumes a killed confirmation)",
+    )
     parser.add_argument("--eval-episodes", type=int, default=0, help="0: 50 for MiniGrid, 20 otherwise")
     parser.add_argument("--n-eval-envs", type=int, default=_EVAL_ENVS, help="other values make a smoke test")
     parser.add_argument("--n-timesteps", type=int, default=0, help="0: the entry's budget (else a smoke test)")
@@ -413,7 +434,7 @@ def _from_campaign_main(parser: argparse.ArgumentParser, args: argparse.Namespac
     """``--from-campaign``: check every campaign first, then record their runs."""
     training_flags = {"--algo": args.algo, "--env": args.env, "--norm": args.norm, "--n-timesteps": args.n_timesteps,
                       "--eval-episodes": args.eval_episodes, "--n-eval-envs": args.n_eval_envs != _EVAL_ENVS,
-                      "--log-folder": args.log_folder != "logs/confirm"}  # fmt: skip
+                      "--log-folder": args.log_folder != "logs/confirm", "--missing": args.missing}  # fmt: skip
     given = [flag for flag, value in training_flags.items() if value]
     if given:
         parser.error(f"--from-campaign trains nothing: {', '.join(given)} would be ignored")
@@ -451,7 +472,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.c
     torch.set_num_threads(1)
     settings = ConfirmSettings(
         args.algo, args.env, args.norm, tuple(args.seeds), args.eval_episodes, args.n_eval_envs,
-        log_folder=Path(args.log_folder), out=Path(args.out), n_timesteps=args.n_timesteps,
+        log_folder=Path(args.log_folder), out=Path(args.out), n_timesteps=args.n_timesteps, missing=args.missing,
     )  # fmt: skip
     try:
         record = confirm(settings)

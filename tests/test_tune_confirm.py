@@ -113,6 +113,38 @@ def test_a_diverged_seed_is_recorded_and_shown(tmp_path: Path, monkeypatch: pyte
     assert confirm.load_records(out) == [record]
 
 
+def test_missing_trains_only_the_seeds_the_current_record_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--missing`` resumes a confirmation killed after some seeds, and retrains everything for a changed entry."""
+    from sb3_regnorm import training
+
+    trained: list[int] = []
+
+    def fake_train(algo: str, env_id: str, entry: dict[str, Any], seed: int, *args: Any) -> tuple[float, float]:
+        trained.append(seed)
+        return 10.0 * seed + len(trained), 1.0  # a new value each time: a retrained seed would show
+
+    monkeypatch.setattr(training, "train_and_score", fake_train)
+    out = tmp_path / "c.json"
+    flags = ["--algo", "a2c", "--env", zoo.LUNAR_LANDER, "--norm", "rn", "--n-timesteps", "80", "--eval-episodes", "1",
+             "--n-eval-envs", "1", "--out", str(out), "--log-folder", str(tmp_path / "logs")]  # fmt: skip
+    assert confirm.main([*flags, "--seeds", "0"]) == 0
+    assert confirm.main([*flags, "--missing"]) == 0  # seed 0 is kept; 1 and 2 are trained
+    assert trained == [0, 1, 2]
+    (record,) = confirm.load_records(out)
+    assert record["seeds"] == [0, 1, 2] and record["returns"] == [1.0, 12.0, 23.0]
+    assert "seed(s) 0 already recorded" in capsys.readouterr().out
+    assert confirm.main([*flags, "--missing"]) == 0  # nothing left: nothing trained, the record unchanged
+    assert trained == [0, 1, 2] and confirm.load_records(out) == [record]
+    assert "mean over seeds [0, 1, 2]: 12" in capsys.readouterr().out
+    out.write_text(json.dumps([{**record, "entry": {**record["entry"], "gamma": 0.5}}]))  # the entry changed since
+    assert confirm.main([*flags, "--missing", "--seeds", "1"]) == 0
+    assert trained == [0, 1, 2, 1] and confirm.load_records(out)[0]["seeds"] == [1]
+    with pytest.raises(SystemExit):  # --missing trains: it has no meaning with --from-campaign
+        confirm.main(["--from-campaign", "x", "--missing", "--out", str(out)])
+
+
 def test_confirm_refuses_tuning_seeds(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tuning seeds"):
         confirm.confirm(ConfirmSettings("a2c", zoo.LUNAR_LANDER, "rn", seeds=(1000,), out=tmp_path / "c.json"))
