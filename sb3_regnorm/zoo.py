@@ -63,6 +63,7 @@ __all__ = [
     "policy_kwargs_objects",
     "raw_entry",
     "render_policy_kwargs",
+    "study_norm",
     "tuned_overrides",
     "tuned_study",
     "validate_entry",
@@ -235,6 +236,17 @@ _TUNED: Final[dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {
             "policy_kwargs": {"activation_fn": "nn.Tanh"},
         },
     ),
+    # rln takes rn's values from the same study (no study of its own): at rl_zoo3's values (ReLU, lr 6.3e-4) the untuned
+    # rln entry did not learn, scoring -1043.8 and -114.5 on seeds 0 and 1 (`lunarlander` campaign runs; the record is
+    # in confirmations.json as of commit 7a39438), as untuned rn had (-634.4 on seed 0) before this study's tanh values.
+    ("rln", "dqn", LUNAR_LANDER): (
+        "dqn-LunarLander-v3-rn-100k",
+        {
+            "learning_rate": 0.000341,
+            "exploration_fraction": 0.154,
+            "policy_kwargs": {"activation_fn": "nn.Tanh"},
+        },
+    ),
     # zoo/studies/ppo-MiniGrid-DoorKey-5x5-v0-rn.md: 6 trials x 60k steps; best 0.958 (trial 5) vs 0.953 for the untuned
     # entry: both solve DoorKey by 60k, but the pick was at 0.93 after 30k steps where the untuned entry was at 0.58.
     ("rn", "ppo", _DOORKEY): (
@@ -295,10 +307,21 @@ TUNED_STUDIES: Final[dict[tuple[str, str, str], str]] = {key: study for key, (st
 """``TUNED_STUDIES[(norm, algo, env_id)]``: the study in ``zoo/studies/`` whose best trial gave the entry's overrides."""
 
 
+_BORROWED_FROM: Final[dict[tuple[str, str, str], str]] = {("rln", "dqn", LUNAR_LANDER): "rn"}
+"""(norm, algo, env_id) -> the norm whose study gave the entry's values: tuned entries with no study of their own."""
+
+
 def tuned_study(algo: str, env_id: str, norm: str) -> str | None:
     """The name of the study behind the tuned overrides of (algo, env_id, norm); None for an untuned entry."""
     _check_names(algo, env_id, norm)
     return TUNED_STUDIES.get((norm, algo, _alias(env_id)))
+
+
+def study_norm(algo: str, env_id: str, norm: str) -> str | None:
+    """The norm :func:`tuned_study` tuned: ``norm`` itself, or another norm's whose values the entry borrows."""
+    if tuned_study(algo, env_id, norm) is None:
+        return None
+    return _BORROWED_FROM.get((norm, algo, _alias(env_id)), norm)
 
 
 def entry_env_ids(algo: str) -> tuple[str, ...]:
@@ -466,7 +489,9 @@ def zoo_text(algo: str, norm: str) -> str:
         parts.append("\n")
         study = tuned_study(algo, env_id, norm)
         if study is not None:
-            parts.append(f"# Tuned overrides: zoo/studies/{study}.md\n")
+            tuned_norm = study_norm(algo, env_id, norm)
+            borrowed = f" (tuned with norm {tuned_norm}; no study of its own)" if tuned_norm != norm else ""
+            parts.append(f"# Tuned overrides: zoo/studies/{study}.md{borrowed}\n")
         parts.append(yaml.safe_dump({env_id: entry(algo, env_id, norm)}, sort_keys=False, width=1000))
     return "".join(parts)
 
