@@ -282,6 +282,11 @@ _TUNED: Final[dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {
             "policy_kwargs": {"activation_fn": "nn.ReLU"},
         },
     ),
+    # zoo/studies/ppo-MiniGrid-DoorKey-5x5-v0-rnln-100k.md: at the full 100k budget with 2 training seeds per trial, as
+    # `none` was retuned; best 0.958 (trial 4: 0.958, 0.959) vs 0.957 for the untuned entry (trial 0), which had
+    # confirmed at only 0.629 on seeds 0-2 (0.934, 0.952, 0.0; record in confirmations.json as of commit fd6ef8e).
+    # The pick is the untuned entry's neighbour (lr 2.72e-4 instead of 2.5e-4; tanh, 10 epochs, no entropy bonus).
+    ("rnln", "ppo", _DOORKEY): ("ppo-MiniGrid-DoorKey-5x5-v0-rnln-100k", {"learning_rate": 0.000272}),
     # Dropped after confirmation: A2C LunarLander rn's study (zoo/studies/a2c-LunarLander-v3-rn.md, 8 trials x 150k
     # steps, one tuning seed each) picked learning_rate lin_0.000482 (best -16.5 vs -43.7 untuned). At the full 200k on
     # report seeds it lost: confirmed -37.4 on seeds 0-2 (A2C none 28.8; the record is in confirmations.json as of
