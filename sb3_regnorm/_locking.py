@@ -9,6 +9,7 @@ dies, so a killed run never leaves a stale lock behind. Where ``fcntl`` is missi
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,10 +59,22 @@ def exclusive_lock(
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` with ``text`` through a private temporary file in the same folder (fsynced, then
     ``os.replace``): a reader, or a crash mid-write, never sees half a file, and concurrent writers never share a
-    temporary file."""
+    temporary file. The file keeps its permissions (a new one gets the umask's), not the temporary file's 0600."""
     path = Path(path)
+    mode = _file_mode(path)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
         tmp.write(text)
         tmp.flush()
         os.fsync(tmp.fileno())
+        os.chmod(tmp.name, mode)
     os.replace(tmp.name, path)
+
+
+def _file_mode(path: Path) -> int:
+    """The permission bits of ``path``, or those ``open()`` would give a new file under the current umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

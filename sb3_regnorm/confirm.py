@@ -33,6 +33,7 @@ from typing import Any, Final, NamedTuple
 
 from sb3_regnorm import zoo
 from sb3_regnorm._divergence import TrainingDiverged
+from sb3_regnorm._generated import print_or_write
 from sb3_regnorm._locking import atomic_write_text, exclusive_lock
 from sb3_regnorm.nets import NORMS
 from sb3_regnorm.training import EVAL_SEED_OFFSET, report_eval_settings
@@ -407,6 +408,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", action="store_true", help="print the README's zoo table from --out and exit")
     parser.add_argument(
+        "--write",
+        metavar="PAGE",
+        help="with --table: put the table into PAGE (e.g. README.md) under its `<!-- zoo-table: ... -->` line",
+    )
+    parser.add_argument(
         "--from-campaign",
         nargs="+",
         metavar="CAMPAIGN",
@@ -460,9 +466,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sb3_regnorm.c
     """Entry point of ``sb3-regnorm confirm`` and ``python -m sb3_regnorm.confirm``; returns the exit status."""
     parser = _parser(prog)
     args = parser.parse_args(argv)
+    if args.write and not args.table:
+        parser.error("--write goes with --table")
     if args.table:
-        print(zoo_table(load_records(args.out)), end="")
-        return 0
+        return print_or_write(zoo_table(load_records(args.out)), args.write, "zoo-table", "confirm")
     if args.from_campaign:
         return _from_campaign_main(parser, args)
     if not (args.algo and args.env and args.norm):

@@ -163,7 +163,7 @@ def test_committed_confirmations_are_for_shipped_entries() -> None:
 
 def test_readme_zoo_table_is_current() -> None:
     table = confirm.zoo_table(confirm.load_records(_COMMITTED))
-    assert table in _README.read_text(), "README zoo table is stale: paste `sb3-regnorm confirm --table`"
+    assert table in _README.read_text(), "README zoo table is stale: run `sb3-regnorm confirm --table --write README.md`"
 
 
 def _campaign_run(arm: str, norm: str, seed: int, **changes: Any) -> dict[str, Any]:

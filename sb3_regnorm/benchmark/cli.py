@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sb3_regnorm._generated import print_or_write
+
 __all__ = ["main"]
 
 
@@ -45,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="finished runs per task and compute left of campaigns (markdown table)")
     status.add_argument("campaigns", nargs="*", help="shipped campaign names or files (default: every shipped one)")
     status.add_argument("--root", default="logs/benchmarks")
+    status.add_argument(
+        "--write",
+        metavar="PAGE",
+        help="put the table into PAGE (e.g. logs/benchmarks/README.md) under its `<!-- status-table: ... -->` line",
+    )
     report = sub.add_parser("report", help="rebuild report.md and the plots from runs.jsonl alone")
     report.add_argument("campaign", help="shipped campaign name, campaign file, or a folder holding runs.jsonl")
     report.add_argument("--root", default="logs/benchmarks")
@@ -96,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             names = args.campaigns or sorted(shipped_campaigns())
             campaigns = [load_campaign(name) for name in names]  # all loaded (and checked) before anything is printed
             calibration = runner_records(root)
-            print(status_table([campaign_status(c, root, calibration) for c in campaigns], root), end="")
-            return 0
+            table = status_table([campaign_status(c, root, calibration) for c in campaigns], root)
+            return print_or_write(table, args.write, "status-table", "bench")
         from sb3_regnorm.benchmark import runner
 
         campaign = load_campaign(args.campaign)
