@@ -22,23 +22,30 @@ class GeneratedBlockError(ValueError):
 
 def replace_generated_block(path: str | Path, marker: str, block: str) -> bool:
     """Put ``block`` after the line of ``path`` that starts with ``<!-- {marker}:``, in place of the lines up to the
-    first blank line; return whether the file changed."""
+    first blank line; return whether the file changed. The page keeps its line endings (LF or CRLF)."""
+    if not block.strip() or any(not line.strip() for line in block.strip("\n").split("\n")):
+        raise GeneratedBlockError("a generated block must be non-empty lines: a blank line would end it early")
     path = Path(path)
-    text = path.read_text()
+    with path.open(encoding="utf-8", newline="") as handle:  # no newline translation: CRLF pages stay CRLF
+        text = handle.read()
+    lines = text.splitlines(keepends=True)
     tag = f"<!-- {marker}:"
-    starts = [i for i, line in enumerate(text.splitlines(keepends=True)) if line.startswith(tag)]
+    starts = [i for i, line in enumerate(lines) if line.startswith(tag)]
     if len(starts) != 1:
         found = "no line" if not starts else f"{len(starts)} lines"
         raise GeneratedBlockError(f"{path}: {found} starting with {tag!r}; expected exactly one to mark the table")
-    lines = text.splitlines(keepends=True)
+    eol = "\r\n" if lines[starts[0]].endswith("\r\n") or (text.count("\r\n") > text.count("\n") / 2) else "\n"
     first = starts[0] + 1
+    if not lines[starts[0]].endswith(("\n", "\r")):
+        lines[starts[0]] += eol  # the marker was the last line, without a newline
     last = first
     while last < len(lines) and lines[last].strip():
         last += 1
-    new_text = "".join([*lines[:first], block.rstrip("\n") + "\n", *lines[last:]])
+    body = "".join(line + eol for line in block.strip("\n").split("\n"))
+    new_text = "".join([*lines[:first], body, *lines[last:]])
     if new_text == text:
         return False
-    atomic_write_text(path, new_text)
+    atomic_write_text(path, new_text, newline="")
     return True
 
 
@@ -50,7 +57,7 @@ def print_or_write(table: str, page: str | None, marker: str, prefix: str) -> in
         return 0
     try:
         changed = replace_generated_block(page, marker, table)
-    except (OSError, GeneratedBlockError) as exc:
+    except (OSError, UnicodeError, GeneratedBlockError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"[{prefix}] {page}: {marker} {'updated' if changed else 'already current'}")

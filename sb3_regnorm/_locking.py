@@ -56,17 +56,28 @@ def exclusive_lock(
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, newline: str | None = None) -> None:
     """Replace ``path`` with ``text`` through a private temporary file in the same folder (fsynced, then
     ``os.replace``): a reader, or a crash mid-write, never sees half a file, and concurrent writers never share a
-    temporary file. The file keeps its permissions (a new one gets the umask's), not the temporary file's 0600."""
+    temporary file. The file keeps its permissions (a new one gets the umask's), not the temporary file's 0600.
+    ``newline`` as in :func:`open` (``""``: write line endings as they are in ``text``)."""
     path = Path(path)
     mode = _file_mode(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", newline=newline, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as tmp:
+        try:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    try:
         os.chmod(tmp.name, mode)
+    except OSError:
+        pass  # a filesystem without permissions (some network or FAT mounts): the file is still written
     os.replace(tmp.name, path)
 
 

@@ -8,7 +8,9 @@ seed), deterministic for LunarLander and stochastic for MiniGrid, as rl_zoo3 doe
 Usage::
 
     sb3-regnorm confirm --algo ppo --env LunarLander-v3 --norm rn [--seeds 0 1 2] [--out zoo/studies/confirmations.json]
+    sb3-regnorm confirm --algo ppo --env LunarLander-v3 --norm rn --missing   # only the seeds not recorded yet
     sb3-regnorm confirm --from-campaign lunarlander     # campaign runs of unchanged zoo entries, seeds 0-2
+    sb3-regnorm confirm --table [--write README.md]     # the README's zoo table
 
 The record is rewritten after every seed (a killed run keeps its finished seeds); a record whose ``entry`` differs
 from the current zoo entry is stale and is replaced, not extended. Each write re-reads the file under a lock and merges
@@ -54,6 +56,7 @@ DEFAULT_OUT: Final = Path("zoo/studies/confirmations.json")
 """Relative to the working directory (the checkout's root for the committed records)."""
 _EPISODES: Final = {True: 50, False: 20}  # MiniGrid (short, noisy 0-1 returns), LunarLander
 _EVAL_ENVS: Final = 5
+_RECORD_KEYS: Final = ("algo", "env", "norm", "n_timesteps", "seeds", "returns")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,13 @@ def load_records(path: str | Path = DEFAULT_OUT) -> list[dict[str, Any]]:
     records = json.loads(path.read_text())
     if not isinstance(records, list):
         raise ValueError(f"{path}: expected a JSON list of confirmation records")
+    for i, record in enumerate(records):
+        missing = [key for key in _RECORD_KEYS if not isinstance(record, dict) or key not in record]
+        if missing:
+            raise ValueError(f"{path}: record {i} lacks {', '.join(missing)}: not a confirmation record")
+        lengths = {key: len(record[key]) for key in ("seeds", "returns", "stds", "train_s") if key in record}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{path}: record {i} has lists of different lengths {lengths}: one value per seed expected")
     return records
 
 
@@ -168,7 +178,9 @@ def _merge_seed(
         sources: dict[str, dict[str, str]] = {}
         if old is not None:
             errors = old.get("diverged", {})
-            columns = zip(old["seeds"], old["returns"], old.get("stds", []), old.get("train_s", []), strict=False)
+            unknown = [None] * len(old["seeds"])  # records written before stds / train_s were kept
+            stds, train_s = old.get("stds", unknown), old.get("train_s", unknown)
+            columns = zip(old["seeds"], old["returns"], stds, train_s, strict=True)
             results = {int(s): (ret, std, secs, errors.get(str(s))) for s, ret, std, secs in columns}
             sources = dict(old.get("sources", {}))
             reason = _keep_reason(sources, [int(s) for s in old["seeds"]], seed, source) if source is not None else ""
@@ -426,7 +438,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--missing",
         action="store_true",
-        help="train only the seeds of --seeds that the entry's current record lacks (resumes a killed confirmation)",
+        help="train only the seeds of --seeds that the entry's current record lacks (resumes a killed confirmation; "
+        "a diverged seed counts as recorded)",
     )
     parser.add_argument("--eval-episodes", type=int, default=0, help="0: 50 for MiniGrid, 20 otherwise")
     parser.add_argument("--n-eval-envs", type=int, default=_EVAL_ENVS, help="other values make a smoke test")

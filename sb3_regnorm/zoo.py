@@ -314,6 +314,7 @@ TUNED_STUDIES: Final[dict[tuple[str, str, str], str]] = {key: study for key, (st
 
 _BORROWED_FROM: Final[dict[tuple[str, str, str], str]] = {("rln", "dqn", LUNAR_LANDER): "rn"}
 """(norm, algo, env_id) -> the norm whose study gave the entry's values: tuned entries with no study of their own."""
+assert set(_BORROWED_FROM) <= set(_TUNED), "a borrowed entry needs its _TUNED values and study"
 
 
 def tuned_study(algo: str, env_id: str, norm: str) -> str | None:
@@ -323,7 +324,8 @@ def tuned_study(algo: str, env_id: str, norm: str) -> str | None:
 
 
 def study_norm(algo: str, env_id: str, norm: str) -> str | None:
-    """The norm :func:`tuned_study` tuned: ``norm`` itself, or another norm's whose values the entry borrows."""
+    """The norm the entry's :func:`tuned_study` tuned: ``norm`` itself, or the norm whose values the entry borrows
+    (None for an untuned entry)."""
     if tuned_study(algo, env_id, norm) is None:
         return None
     return _BORROWED_FROM.get((norm, algo, _alias(env_id)), norm)

@@ -97,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args.campaign, root)
         if args.command == "status":
-            from sb3_regnorm.benchmark.runner import recorded_runs as runner_records
+            from sb3_regnorm.benchmark.runner import recorded_runs
             from sb3_regnorm.benchmark.status import campaign_status, status_table
 
             names = args.campaigns or sorted(shipped_campaigns())
             campaigns = [load_campaign(name) for name in names]  # all loaded (and checked) before anything is printed
-            calibration = runner_records(root)
+            calibration = recorded_runs(root)
             table = status_table([campaign_status(c, root, calibration) for c in campaigns], root)
             return print_or_write(table, args.write, "status-table", "bench")
         from sb3_regnorm.benchmark import runner

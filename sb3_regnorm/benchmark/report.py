@@ -148,6 +148,9 @@ Band = tuple[str, np.ndarray, np.ndarray]  # (label, x, runs x points)
 
 def _band_figure(path: Path, bands: list[Band], xlabel: str, ylabel: str, title: str) -> None:
     """One PNG of curves with their 95% bootstrap bands (IQM across runs per point)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -178,11 +181,12 @@ def _training_bands(arms: dict[str, list[dict[str, Any]]]) -> list[Band]:
     """Per arm, the windowed training-episode returns (paper protocol) against the training episode."""
     bands = []
     for arm in _arm_order(arms):
-        rows = [r["train_returns_window"] for r in arms[arm] if "train_returns_window" in r]
+        runs = [r for r in arms[arm] if "train_returns_window" in r]
+        rows = [r["train_returns_window"] for r in runs]
         if not rows or len({len(row) for row in rows}) != 1:
             continue
         window = len(rows[0])
-        episodes = int(arms[arm][0].get("n_episodes", window))
+        episodes = int(runs[0].get("n_episodes", window))
         bands.append((arm, np.arange(1, window + 1) * episodes / window, np.array(rows, dtype=float)))
     return bands
 

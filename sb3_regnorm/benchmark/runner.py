@@ -185,10 +185,10 @@ def _reference_seconds(protocol: str, algo: str, env: str, n_timesteps: int, nor
 
 def machine_factor(records: Iterable[dict[str, Any]], protocol: str | None = None, algo: str | None = None) -> float:
     """How many times the reference estimate the recorded runs took: the median of measured / reference wall time
-    over the runs of the same ``protocol`` and ``algo`` if there are any, else over all runs; 1.0 without records.
+    over the runs of the same ``protocol`` and ``algo`` if there are any, else over all runs; 1.0 without timed runs.
 
     Why: the reference per-step costs come from one machine; on a machine 3x slower (or a loaded one) estimates for
-    arms not yet run would be 3x too low, while the runs already recorded show the speed this machine really has."""
+    arms not yet run would be 3x too low, while the recorded runs show the speed of the machine(s) that ran them."""
     ratios: dict[tuple[str, str], list[float]] = {}
     for record in records:
         try:
@@ -214,7 +214,7 @@ def estimate_seconds(
 ) -> float:
     """Estimated wall time of one run: the mean measured time of finished runs of the same (algo, env, arm), else the
     reference estimate scaled by :func:`machine_factor` of ``calibration`` (default: ``records``), e.g. the runs of
-    every campaign recorded on this machine."""
+    every campaign under the results root."""
     records = list(records)
     same = [float(r["wall_time_s"]) for r in records if (r["algo"], r["env"], r["arm"]) == (spec.algo, spec.env, spec.arm)]
     if same:
@@ -422,6 +422,7 @@ def _run_locked(
     path = folder / "runs.jsonl"
     records = read_records(path)
     check_configurations(records, campaign)
+    calibration = [*(r for r in recorded_runs(folder.parent) if r.get("campaign") != campaign.name), *records]
     if selection:
         selection.check(campaign)
     queue = pending_runs(campaign, records, selection)
@@ -441,7 +442,8 @@ def _run_locked(
                 while queue and len(running) < limit:
                     spec = queue.pop(0)
                     running[submit(spec)] = spec
-                _progress(finished, len(running), len(queue), _eta(list(running.values()) + queue, records, limit), None, out)
+                left = [*running.values(), *queue]
+                _progress(finished, len(running), len(queue), _eta(left, records, limit, calibration), None, out)
                 done, _ = wait_any(set(running))
                 for item in done:
                     spec = running.pop(item)
@@ -453,10 +455,10 @@ def _run_locked(
                         continue
                     _append(handle, record)
                     records.append(record)
+                    calibration.append(record)
                     finished += 1
-                    _progress(
-                        finished, len(running), len(queue), _eta(list(running.values()) + queue, records, limit), record, out
-                    )
+                    left = [*running.values(), *queue]
+                    _progress(finished, len(running), len(queue), _eta(left, records, limit, calibration), record, out)
     except KeyboardInterrupt:
         print(f"[bench] interrupted: {finished} run(s) recorded this time; rerun the same command to resume", file=out)
         _cancel(backend, running)
@@ -470,8 +472,8 @@ def _run_locked(
     return finished
 
 
-def _eta(specs: list[RunSpec], records: list[dict[str, Any]], jobs: int) -> float:
-    return sum(estimate_seconds(s, records) for s in specs) / max(jobs, 1)
+def _eta(specs: list[RunSpec], records: list[dict[str, Any]], jobs: int, calibration: list[dict[str, Any]]) -> float:
+    return sum(estimate_seconds(s, records, calibration) for s in specs) / max(jobs, 1)
 
 
 def _cancel(backend: str, running: dict[Any, RunSpec]) -> None:
