@@ -236,17 +236,6 @@ _TUNED: Final[dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {
             "policy_kwargs": {"activation_fn": "nn.Tanh"},
         },
     ),
-    # rln takes rn's values from the same study (no study of its own): at rl_zoo3's values (ReLU, lr 6.3e-4) the untuned
-    # rln entry did not learn, scoring -1043.8 and -114.5 on seeds 0 and 1 (`lunarlander` campaign runs; the record is
-    # in confirmations.json as of commit 7a39438), as untuned rn had (-634.4 on seed 0) before this study's tanh values.
-    ("rln", "dqn", LUNAR_LANDER): (
-        "dqn-LunarLander-v3-rn-100k",
-        {
-            "learning_rate": 0.000341,
-            "exploration_fraction": 0.154,
-            "policy_kwargs": {"activation_fn": "nn.Tanh"},
-        },
-    ),
     # zoo/studies/ppo-MiniGrid-DoorKey-5x5-v0-rn.md: 6 trials x 60k steps; best 0.958 (trial 5) vs 0.953 for the untuned
     # entry: both solve DoorKey by 60k, but the pick was at 0.93 after 30k steps where the untuned entry was at 0.58.
     ("rn", "ppo", _DOORKEY): (
@@ -296,6 +285,12 @@ _TUNED: Final[dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {
     # 200k steps, best 0.074 and 0.116 (random policy ~0.05; the three n_steps=16 trials led at 200k); DQN DoorKey none,
     # 5 trials x 60k steps, all 0.0. See zoo/studies/{a2c,dqn}-MiniGrid-DoorKey-5x5-v0-none*.md.
 }
+# (norm, algo, env_id) -> the norm whose study and values the entry takes: tuned entries with no study of their own.
+# DQN LunarLander rln: at rl_zoo3's values (ReLU, lr 6.3e-4) the untuned rln entry did not learn, scoring -1043.8 and
+# -114.5 on seeds 0 and 1 (`lunarlander` campaign runs; the record is in confirmations.json as of commit 7a39438), as
+# untuned rn had (-634.4 on seed 0) before rn's study found its tanh values.
+_BORROWED_FROM: Final[dict[tuple[str, str, str], str]] = {("rln", "dqn", LUNAR_LANDER): "rn"}
+_TUNED.update({(norm, a, env): copy.deepcopy(_TUNED[(src, a, env)]) for (norm, a, env), src in _BORROWED_FROM.items()})
 OVERRIDES: Final[dict[str, dict[str, dict[str, dict[str, Any]]]]] = {
     norm: {algo: {env: dict(v) for (n, a, env), (_, v) in _TUNED.items() if (n, a) == (norm, algo)} for algo in ALGOS}
     for norm in NORMS
@@ -310,11 +305,6 @@ Keys are rl_zoo3 keys; ``policy_kwargs`` is merged into the base ``policy_kwargs
 
 TUNED_STUDIES: Final[dict[tuple[str, str, str], str]] = {key: study for key, (study, _) in _TUNED.items()}
 """``TUNED_STUDIES[(norm, algo, env_id)]``: the study in ``zoo/studies/`` whose best trial gave the entry's overrides."""
-
-
-_BORROWED_FROM: Final[dict[tuple[str, str, str], str]] = {("rln", "dqn", LUNAR_LANDER): "rn"}
-"""(norm, algo, env_id) -> the norm whose study gave the entry's values: tuned entries with no study of their own."""
-assert set(_BORROWED_FROM) <= set(_TUNED), "a borrowed entry needs its _TUNED values and study"
 
 
 def tuned_study(algo: str, env_id: str, norm: str) -> str | None:
