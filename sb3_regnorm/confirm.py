@@ -388,17 +388,23 @@ def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, 
 _ALGO_NAMES: Final = {"ppo": "PPO", "a2c": "A2C", "dqn": "DQN"}
 
 
+def _steps(n_timesteps: int) -> str:
+    """A budget as the table writes it: 100k, 1M, 1.5M."""
+    return f"{n_timesteps / 1e6:g}M" if n_timesteps >= 1_000_000 else f"{n_timesteps // 1000}k"
+
+
 def zoo_table(records: list[dict[str, Any]]) -> str:
     """The README's zoo table: every shipped (algo, env) with its budget and, per norm, the confirmed mean return over
     the recorded seeds (``-`` where unconfirmed, ``diverged (seed k)`` where a seed's agent diverged) and ``T`` where
-    the entry has tuned values. Stale records (for an entry that has changed since) are not shown."""
+    the entry has tuned values; an entry with a larger budget than its row's (:data:`sb3_regnorm.zoo.GROWN_BUDGETS`)
+    says so, e.g. ``(at 200k)``. Stale records (for an entry that has changed since) are not shown."""
     lines = [
         "| algo | env | budget | " + " | ".join(NORMS) + " |",
         "|---|---|---|" + "---|" * len(NORMS),
     ]
     for algo in zoo.ALGOS:
         for env_id in zoo.entry_env_ids(algo):
-            budget = int(zoo.raw_entry(algo, env_id, "none")["n_timesteps"])
+            budget = int(zoo.raw_entry(algo, env_id, "none", tuned=False)["n_timesteps"])
             cells = []
             for norm in NORMS:
                 record = find_record(records, algo, env_id, norm)
@@ -410,9 +416,9 @@ def zoo_table(records: list[dict[str, Any]]) -> str:
                     if list(record["seeds"]) != [0, 1, 2]:
                         value += f" (seeds {', '.join(map(str, record['seeds']))})"
                 tuned = " T" if zoo.tuned_overrides(algo, env_id, norm) else ""
-                cells.append(value + tuned)
-            steps = f"{budget / 1e6:g}M" if budget >= 1_000_000 else f"{budget // 1000}k"
-            lines.append(f"| {_ALGO_NAMES[algo]} | {env_id} | {steps} | " + " | ".join(cells) + " |")
+                grown = zoo.grown_budget(algo, env_id, norm)
+                cells.append(value + tuned + (f" (at {_steps(grown[0])})" if grown is not None else ""))
+            lines.append(f"| {_ALGO_NAMES[algo]} | {env_id} | {_steps(budget)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "BASE",
     "DEFAULT_ZOO_DIR",
     "ENV_IDS",
+    "GROWN_BUDGETS",
     "LUNAR_LANDER",
     "MINIGRID_IDS",
     "MONITORING_CALLBACKS",
@@ -55,6 +56,7 @@ __all__ = [
     "check_zoo",
     "entry",
     "entry_env_ids",
+    "grown_budget",
     "has_entry",
     "is_default_zoo",
     "load_entry",
@@ -291,6 +293,20 @@ _TUNED: Final[dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {
 # untuned rn had (-634.4 on seed 0) before rn's study found its tanh values.
 _BORROWED_FROM: Final[dict[tuple[str, str, str], str]] = {("rln", "dqn", LUNAR_LANDER): "rn"}
 _TUNED.update({(norm, a, env): copy.deepcopy(_TUNED[(src, a, env)]) for (norm, a, env), src in _BORROWED_FROM.items()})
+GROWN_BUDGETS: Final[dict[tuple[str, str, str], tuple[int, str]]] = {
+    ("rnln", "ppo", _DOORKEY): (
+        200_000,
+        "at 100k steps about one run in three never finds the key: seed 2 with the untuned values (0.0; seeds 0 and "
+        "1: 0.934, 0.952) and with the values of its own 100k study (0.027; 0.948, 0.961), and one of the two seeds of "
+        "that study's trials 2 and 3; the other norms confirm above 0.9 on seeds 0-2 at 100k",
+    ),
+}
+"""``GROWN_BUDGETS[(norm, algo, env_id)]``: (n_timesteps, why) for shipped entries trained longer than the other norms.
+
+Why per entry: an entry that solves its env on most seeds but not all at the shared budget is given more steps rather
+than shipped below the success level or dropped; the zoo table and the YAML state the larger budget. Only the shipped
+(tuned) entry grows: the untuned entry that benchmark campaigns compare keeps the shared budget.
+"""
 OVERRIDES: Final[dict[str, dict[str, dict[str, dict[str, Any]]]]] = {
     norm: {algo: {env: dict(v) for (n, a, env), (_, v) in _TUNED.items() if (n, a) == (norm, algo)} for algo in ALGOS}
     for norm in NORMS
@@ -311,6 +327,12 @@ def tuned_study(algo: str, env_id: str, norm: str) -> str | None:
     """The name of the study behind the tuned overrides of (algo, env_id, norm); None for an untuned entry."""
     _check_names(algo, env_id, norm)
     return TUNED_STUDIES.get((norm, algo, _alias(env_id)))
+
+
+def grown_budget(algo: str, env_id: str, norm: str) -> tuple[int, str] | None:
+    """(n_timesteps, why) where the shipped entry has a larger budget than the other norms (see :data:`GROWN_BUDGETS`)."""
+    _check_names(algo, env_id, norm)
+    return GROWN_BUDGETS.get((norm, algo, _alias(env_id)))
 
 
 def study_norm(algo: str, env_id: str, norm: str) -> str | None:
@@ -409,6 +431,9 @@ def raw_entry(algo: str, env_id: str, norm: str, extra: dict[str, Any] | None = 
     tuned_entry = merge_overrides(base_hyperparams(algo, env_id), overrides)
     if env_id in NONSTATIONARY_IDS:
         tuned_entry = merge_overrides(tuned_entry, NONSTATIONARY_EXTRA[algo])
+    grown = grown_budget(algo, env_id, norm) if tuned else None
+    if grown is not None:
+        tuned_entry["n_timesteps"] = grown[0]
     merged = merge_overrides(tuned_entry, extra or {})
     policy_kwargs = merged.pop("policy_kwargs", {})
     if "norm" in policy_kwargs:
@@ -484,6 +509,10 @@ def zoo_text(algo: str, norm: str) -> str:
     parts = [_HEADER.format(algo=algo, norm=norm)]
     for env_id in entry_env_ids(algo):
         parts.append("\n")
+        grown = grown_budget(algo, env_id, norm)
+        if grown is not None:
+            shared = raw_entry(algo, env_id, norm, tuned=False)["n_timesteps"]
+            parts.append(f"# Budget {grown[0]} steps, not the {shared} of the other norms: {grown[1]}\n")
         study = tuned_study(algo, env_id, norm)
         if study is not None:
             tuned_norm = study_norm(algo, env_id, norm)

@@ -15,6 +15,7 @@ import torch
 
 from sb3_regnorm import confirm, zoo
 from sb3_regnorm.confirm import ConfirmSettings
+from sb3_regnorm.nets import NORMS
 
 torch.set_num_threads(1)
 
@@ -164,6 +165,17 @@ def test_committed_confirmations_are_for_shipped_entries() -> None:
 def test_readme_zoo_table_is_current() -> None:
     table = confirm.zoo_table(confirm.load_records(_COMMITTED))
     assert table in _README.read_text(), "README zoo table is stale: run `sb3-regnorm confirm --table --write README.md`"
+
+
+def test_zoo_table_names_a_grown_budget_in_its_cell() -> None:
+    # the row gives the budget the norms share; an entry trained longer says so in its own cell
+    (norm, algo, env_id), (n_timesteps, _) = next(iter(zoo.GROWN_BUDGETS.items()))
+    shared = zoo.raw_entry(algo, env_id, "none", tuned=False)["n_timesteps"]
+    row = next(line for line in confirm.zoo_table([]).splitlines() if f"| {algo.upper()} | {env_id} |" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2] == f"{shared // 1000}k"
+    for cell, name in zip(cells[3:], NORMS, strict=True):
+        assert (f"(at {n_timesteps // 1000}k)" in cell) == (name == norm), cell
 
 
 def _campaign_run(arm: str, norm: str, seed: int, **changes: Any) -> dict[str, Any]:

@@ -279,3 +279,22 @@ def test_tuned_entry_cites_the_study_its_values_came_from(key: tuple[str, str, s
             assert _entry_param(algo, entry, name) == pytest.approx(value, rel=5e-3), name
         else:
             assert _entry_param(algo, entry, name) == value, name
+
+
+@pytest.mark.parametrize("key", sorted(zoo.GROWN_BUDGETS), ids="-".join)
+def test_a_grown_budget_applies_to_the_shipped_entry_only(key: tuple[str, str, str]) -> None:
+    # the shipped entry trains longer and its YAML says why; the untuned entry that campaigns compare, and every other
+    # norm's entry, keep the shared budget
+    norm, algo, env_id = key
+    n_timesteps, why = zoo.GROWN_BUDGETS[key]
+    shared = zoo.raw_entry(algo, env_id, norm, tuned=False)["n_timesteps"]
+    assert n_timesteps > shared == zoo.BASE[algo][env_id]["n_timesteps"]
+    assert zoo.grown_budget(algo, env_id, norm) == (n_timesteps, why)
+    assert zoo.raw_entry(algo, env_id, norm)["n_timesteps"] == n_timesteps
+    assert yaml.safe_load(zoo.zoo_path(algo, norm).read_text())[env_id]["n_timesteps"] == n_timesteps
+    assert f"# Budget {n_timesteps} steps, not the {shared} of the other norms: {why}\n" in zoo.zoo_text(algo, norm)
+    for other in NORMS:
+        if (other, algo, env_id) not in zoo.GROWN_BUDGETS:
+            assert zoo.grown_budget(algo, env_id, other) is None
+            assert zoo.raw_entry(algo, env_id, other)["n_timesteps"] == shared
+            assert "# Budget" not in zoo.zoo_text(algo, other)
