@@ -397,7 +397,7 @@ def zoo_table(records: list[dict[str, Any]]) -> str:
     """The README's zoo table: every shipped (algo, env) with its budget and, per norm, the confirmed mean return over
     the recorded seeds (``-`` where unconfirmed, ``diverged (seed k)`` where a seed's agent diverged) and ``T`` where
     the entry has tuned values; an entry with a larger budget than its row's (:data:`sb3_regnorm.zoo.GROWN_BUDGETS`)
-    says so, e.g. ``(at 200k)``. Stale records (for an entry that has changed since) are not shown."""
+    says so, e.g. ``0.96 T (at 200k)``. Stale records (for an entry that has changed since) are not shown."""
     lines = [
         "| algo | env | budget | " + " | ".join(NORMS) + " |",
         "|---|---|---|" + "---|" * len(NORMS),
@@ -408,16 +408,18 @@ def zoo_table(records: list[dict[str, Any]]) -> str:
             cells = []
             for norm in NORMS:
                 record = find_record(records, algo, env_id, norm)
-                value = "-"
+                value, notes = "-", []
                 if record is not None and record.get("diverged"):
                     value = f"diverged (seed {', '.join(sorted(record['diverged'], key=int))})"
                 elif record is not None and record["returns"]:
                     value = f"{statistics.fmean(record['returns']):.3g}"
                     if list(record["seeds"]) != [0, 1, 2]:
-                        value += f" (seeds {', '.join(map(str, record['seeds']))})"
-                tuned = " T" if zoo.tuned_overrides(algo, env_id, norm) else ""
+                        notes.append(f"seeds {', '.join(map(str, record['seeds']))}")
                 grown = zoo.grown_budget(algo, env_id, norm)
-                cells.append(value + tuned + (f" (at {_steps(grown[0])})" if grown is not None else ""))
+                if grown is not None:
+                    notes.insert(0, f"at {_steps(grown[0])}")
+                value += " T" if zoo.tuned_overrides(algo, env_id, norm) else ""
+                cells.append(value + (f" ({'; '.join(notes)})" if notes else ""))
             lines.append(f"| {_ALGO_NAMES[algo]} | {env_id} | {_steps(budget)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

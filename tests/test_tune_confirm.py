@@ -167,15 +167,24 @@ def test_readme_zoo_table_is_current() -> None:
     assert table in _README.read_text(), "README zoo table is stale: run `sb3-regnorm confirm --table --write README.md`"
 
 
-def test_zoo_table_names_a_grown_budget_in_its_cell() -> None:
-    # the row gives the budget the norms share; an entry trained longer says so in its own cell
-    (norm, algo, env_id), (n_timesteps, _) = next(iter(zoo.GROWN_BUDGETS.items()))
+@pytest.mark.parametrize("key", sorted(zoo.GROWN_BUDGETS), ids="-".join)
+def test_zoo_table_names_a_grown_budget_in_its_cell(key: tuple[str, str, str]) -> None:
+    # the row gives the budget the norms share; an entry trained longer says so in its own cell, before the seeds
+    norm, algo, env_id = key
+    grown = confirm._steps(zoo.GROWN_BUDGETS[key][0])
     shared = zoo.raw_entry(algo, env_id, "none", tuned=False)["n_timesteps"]
-    row = next(line for line in confirm.zoo_table([]).splitlines() if f"| {algo.upper()} | {env_id} |" in line)
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[2] == f"{shared // 1000}k"
-    for cell, name in zip(cells[3:], NORMS, strict=True):
-        assert (f"(at {n_timesteps // 1000}k)" in cell) == (name == norm), cell
+    record = {"algo": algo, "env": env_id, "norm": norm, "n_timesteps": zoo.GROWN_BUDGETS[key][0], "seeds": [2],
+              "returns": [0.5], "entry": confirm._comparable_entry(algo, env_id, norm)}  # fmt: skip
+    for records, shown in (([], "-"), ([record], "0.5")):
+        row = next(line for line in confirm.zoo_table(records).splitlines() if f"| {env_id} |" in line)
+        cells = dict(zip(("algo", "env", "budget", *NORMS), (c.strip() for c in row.strip("|").split("|")), strict=True))
+        if cells["algo"] != algo.upper():
+            continue
+        assert cells["budget"] == confirm._steps(shared)
+        tuned = " T" if zoo.tuned_overrides(algo, env_id, norm) else ""
+        seeds = "; seeds 2" if records else ""
+        assert cells[norm] == f"{shown}{tuned} (at {grown}{seeds})"
+        assert all("(at " not in cells[other] for other in NORMS if (other, algo, env_id) not in zoo.GROWN_BUDGETS)
 
 
 def _campaign_run(arm: str, norm: str, seed: int, **changes: Any) -> dict[str, Any]:

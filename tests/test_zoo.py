@@ -281,6 +281,16 @@ def test_tuned_entry_cites_the_study_its_values_came_from(key: tuple[str, str, s
             assert _entry_param(algo, entry, name) == value, name
 
 
+def _comment_above(text: str, env_id: str) -> str:
+    """The comment lines right above ``env_id``'s block of a generated YAML file, joined into one line."""
+    lines = text.splitlines()
+    end = lines.index(f"{env_id}:")
+    start = end
+    while start > 0 and lines[start - 1].startswith("# "):
+        start -= 1
+    return " ".join(line[2:] for line in lines[start:end])
+
+
 @pytest.mark.parametrize("key", sorted(zoo.GROWN_BUDGETS), ids="-".join)
 def test_a_grown_budget_applies_to_the_shipped_entry_only(key: tuple[str, str, str]) -> None:
     # the shipped entry trains longer and its YAML says why; the untuned entry that campaigns compare, and every other
@@ -288,13 +298,40 @@ def test_a_grown_budget_applies_to_the_shipped_entry_only(key: tuple[str, str, s
     norm, algo, env_id = key
     n_timesteps, why = zoo.GROWN_BUDGETS[key]
     shared = zoo.raw_entry(algo, env_id, norm, tuned=False)["n_timesteps"]
-    assert n_timesteps > shared == zoo.BASE[algo][env_id]["n_timesteps"]
+    assert n_timesteps > shared
     assert zoo.grown_budget(algo, env_id, norm) == (n_timesteps, why)
     assert zoo.raw_entry(algo, env_id, norm)["n_timesteps"] == n_timesteps
+    assert zoo.raw_entry(algo, env_id, norm, {"n_timesteps": 7})["n_timesteps"] == 7  # ``extra`` still wins (tuner)
     assert yaml.safe_load(zoo.zoo_path(algo, norm).read_text())[env_id]["n_timesteps"] == n_timesteps
-    assert f"# Budget {n_timesteps} steps, not the {shared} of the other norms: {why}\n" in zoo.zoo_text(algo, norm)
+    comment = _comment_above(zoo.zoo_text(algo, norm), env_id)
+    assert f"Budget {n_timesteps} steps, not the {shared} of the other norms: {why}" in comment
     for other in NORMS:
         if (other, algo, env_id) not in zoo.GROWN_BUDGETS:
             assert zoo.grown_budget(algo, env_id, other) is None
             assert zoo.raw_entry(algo, env_id, other)["n_timesteps"] == shared
-            assert "# Budget" not in zoo.zoo_text(algo, other)
+            assert "Budget" not in _comment_above(zoo.zoo_text(algo, other), env_id)
+
+
+def test_a_grown_budget_stays_with_its_exact_env_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # non-stationary ids share LunarLander-v3's values but have budgets of their own: a LunarLander-v3 key must not
+    # shrink or grow them
+    key = ("rn", "dqn", zoo.LUNAR_LANDER)
+    monkeypatch.setitem(zoo.GROWN_BUDGETS, key, (150_000, "a test"))
+    assert zoo.raw_entry("dqn", zoo.LUNAR_LANDER, "rn")["n_timesteps"] == 150_000
+    for env_id in zoo.NONSTATIONARY_IDS:
+        assert zoo.grown_budget("dqn", env_id, "rn") is None
+        assert (
+            zoo.raw_entry("dqn", env_id, "rn")["n_timesteps"] == zoo.raw_entry("dqn", env_id, "rn", tuned=False)["n_timesteps"]
+        )
+
+
+def test_the_minigrid_campaign_compares_grown_entries_at_the_shared_budget() -> None:
+    from sb3_regnorm.benchmark.campaign import load_campaign
+
+    for spec in load_campaign("minigrid").runs():
+        key = (spec.norm, spec.algo, spec.env)
+        if key in zoo.GROWN_BUDGETS and spec.arm == spec.norm:
+            assert spec.n_timesteps == zoo.raw_entry(spec.algo, spec.env, spec.norm, tuned=False)["n_timesteps"]
+            break
+    else:
+        pytest.fail("the minigrid campaign has no arm for a grown entry")

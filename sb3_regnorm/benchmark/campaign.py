@@ -15,7 +15,7 @@ A campaign file (see ``sb3_regnorm/benchmark/campaigns/*.yaml`` for the shipped 
         hyperparams: {...}        # optional: the base entry (rl_zoo3 keys) for envs outside the zoo
         arms:
           - none                  # shorthand: arm name = norm, the zoo's untuned base entry
-          - {name: rn-tuned, norm: rn, tuned: true}         # with the zoo's tuned overrides for that norm
+          - {name: rn-tuned, norm: rn, tuned: true}         # the shipped entry: tuned overrides, grown budget
           - {name: rn-m01, norm: rn, overrides: {policy_kwargs: {norm_kwargs: {momentum: 0.01}}}}
 
 Why arms default to the *untuned* base entry: a fair norm comparison changes only the norm (rl_zoo3's own
