@@ -379,13 +379,17 @@ def confirm_from_campaign(runs_path: str | Path, out: str | Path = DEFAULT_OUT, 
         mean, std, _, error = result
         lines.append(f"recorded {where} seed {seed}: " + (f"diverged ({error})" if error else f"{mean:.4g} +- {std:.3g}"))
     for (where, reason), seed_list in skipped.items():
-        label = f"seed {seed_list[0]}" if len(seed_list) == 1 else f"seeds {', '.join(map(str, seed_list))}"
-        lines.append(f"skipped {where} {label}: {reason}")
+        lines.append(f"skipped {where} {_seed_label(seed_list)}: {reason}")
     lines += [f"skipped {n} run(s) of {where}: not a zoo entry" for where, n in not_in_zoo.items()]
     return lines
 
 
 _ALGO_NAMES: Final = {"ppo": "PPO", "a2c": "A2C", "dqn": "DQN"}
+
+
+def _seed_label(seeds: Sequence[int]) -> str:
+    """``seed 2`` or ``seeds 0, 1``."""
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
 
 
 def _steps(n_timesteps: int) -> str:
@@ -414,7 +418,7 @@ def zoo_table(records: list[dict[str, Any]]) -> str:
                 elif record is not None and record["returns"]:
                     value = f"{statistics.fmean(record['returns']):.3g}"
                     if list(record["seeds"]) != [0, 1, 2]:
-                        notes.append(f"seeds {', '.join(map(str, record['seeds']))}")
+                        notes.append(_seed_label(record["seeds"]))
                 grown = zoo.grown_budget(algo, env_id, norm)
                 if grown is not None:
                     notes.insert(0, f"at {_steps(grown[0])}")

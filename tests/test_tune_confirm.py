@@ -182,7 +182,7 @@ def test_zoo_table_names_a_grown_budget_in_its_cell(key: tuple[str, str, str]) -
             continue
         assert cells["budget"] == confirm._steps(shared)
         tuned = " T" if zoo.tuned_overrides(algo, env_id, norm) else ""
-        seeds = "; seeds 2" if records else ""
+        seeds = "; seed 2" if records else ""
         assert cells[norm] == f"{shown}{tuned} (at {grown}{seeds})"
         assert all("(at " not in cells[other] for other in NORMS if (other, algo, env_id) not in zoo.GROWN_BUDGETS)
 
