@@ -282,8 +282,8 @@ _TUNED: Final[dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {
     # Dropped after confirmation: A2C LunarLander rn's study (zoo/studies/a2c-LunarLander-v3-rn.md, 8 trials x 150k
     # steps, one tuning seed each) picked learning_rate lin_0.000482 (best -16.5 vs -43.7 untuned). At the full 200k on
     # report seeds it lost: confirmed -37.4 on seeds 0-2 (A2C none 28.8; the record is in confirmations.json as of
-    # commit 10d5ce8), and in the `lunarlander` campaign the tuned arm's IQM was -57.1 against 71.8 for the untuned rn
-    # entry (6-7 seeds; P(tuned > none) 0.10 [0.00, 0.31]).
+    # commit 10d5ce8), and in the `lunarlander` campaign the tuned arm's IQM was -61.9 against 49.7 for the untuned rn
+    # entry (10 seeds per arm; P(tuned > none) 0.28 [0.05, 0.53]).
     # Studied, not adopted (nothing learned, so the best trial is noise): A2C DoorKey none, 6 trials x 60k and 8 trials x
     # 200k steps, best 0.074 and 0.116 (random policy ~0.05; the three n_steps=16 trials led at 200k); DQN DoorKey none,
     # 5 trials x 60k steps, all 0.0. See zoo/studies/{a2c,dqn}-MiniGrid-DoorKey-5x5-v0-none*.md.
