@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sb3_regnorm._versions import source_revision
 from sb3_regnorm.benchmark import campaign as cmod
 from sb3_regnorm.benchmark import cli, runner
 from sb3_regnorm.benchmark.report import build_report, poi_verdict
@@ -346,6 +347,7 @@ def test_resume_after_kill_runs_each_run_once(finished_campaign: Path) -> None:
     for r in records:
         assert {"campaign", "algo", "env", "norm", "arm", "seed", "n_timesteps", "score", "curve", "wall_time_s"} <= set(r)
         assert r["versions"]["torch"] and r["hyperparams"]["policy_kwargs"]["norm"] == r["norm"]
+        assert r["versions"]["sb3-regnorm-commit"] == source_revision()  # the code, not just "0.2.0.dev0"
         assert len(r["curve"]["returns"]) == 4 and r["curve"]["deterministic"] is True
         assert r["score"] == pytest.approx(r["curve"]["returns"][-1])  # 4 points: only the last is in the final 10%
         assert r["eval_seed"] == 200_000 + 100 * r["seed"] and r["torch_threads"] == 1
@@ -371,6 +373,26 @@ def test_report_rebuilds_from_runs_jsonl_alone(finished_campaign: Path, tmp_path
     assert (copy / "curves_ppo_CartPole-v1.png").stat().st_size > 1000
     assert (copy / "scores_ppo_CartPole-v1.png").is_file()
     assert build_report(copy, plots=False).count("| none |") >= 2
+
+
+def test_report_compares_layernorm_with_no_norm(finished_campaign: Path, tmp_path: Path) -> None:
+    # The paper orders the baselines too (LayerNorm above no norm), so a report with both says whether that holds.
+    base = lines(finished_campaign)[0]
+    offsets = {"none": 0.0, "ln": 100.0, "rn": 50.0}
+    records = [
+        {**base, "arm": arm, "norm": arm, "seed": seed, "score": offset + seed}
+        for arm, offset in offsets.items()
+        for seed in range(6)
+    ]
+    copy = tmp_path / "baselines"
+    copy.mkdir()
+    (copy / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    text = build_report(copy, plots=False)
+    assert "| ln vs none | 1.00 [1.00, 1.00] | ln better than none |" in text
+    assert "| rn vs ln | 0.00 [0.00, 0.00] | rn worse than ln |" in text
+    assert "| none vs ln |" not in text and "| ln vs ln |" not in text
+    (copy / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records if r["arm"] != "ln"))
+    assert "ln vs none" not in build_report(copy, plots=False)  # only the baselines a campaign has
 
 
 def test_poi_verdict_words() -> None:

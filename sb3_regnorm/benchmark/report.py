@@ -1,9 +1,10 @@
 """``report.md`` and PNG figures of a campaign, rebuilt from its ``runs.jsonl`` alone.
 
 Per task (algo, env): each arm's IQM with a 95% stratified bootstrap CI, mean +- SEM, every run's score, the
-probability of improvement of each RN arm over ``none`` and over ``ln`` with its CI and a plain verdict, learning
-curves (IQM across runs at each evaluation point with a bootstrap band) and a score-interval plot. The only outside
-input is the shipped campaign's optional ``reference`` block (the paper's published numbers), looked up by name.
+probability of improvement of each RN arm over ``none`` and over ``ln`` (and of ``ln`` over ``none``) with its CI
+and a plain verdict, learning curves (IQM across runs at each evaluation point with a bootstrap band) and a
+score-interval plot. The only outside input is the shipped campaign's optional ``reference`` block (the paper's
+published numbers), looked up by name.
 
 A run that diverged (``score: null``, see :mod:`sb3_regnorm.benchmark.run`) counts as the worst finished run of its
 task, whatever its arm: it produced no agent, and leaving it out would score its arm on its surviving runs only.
@@ -43,6 +44,14 @@ Task = tuple[str, str]
 
 def _arm_order(arms: Iterable[str]) -> list[str]:
     return sorted(set(arms), key=lambda a: (_ORDER.index(a) if a in _ORDER else len(_ORDER), a))
+
+
+def _comparisons(arms: Iterable[str]) -> list[tuple[str, str]]:
+    """The (X, Y) pairs a report compares: LayerNorm over no norm (the paper claims both orderings, so the baselines'
+    own order is part of the answer), then every other arm over each baseline present."""
+    present = set(arms)
+    pairs = [("ln", "none")] if {"ln", "none"} <= present else []
+    return pairs + [(x, y) for x in _arm_order(present) if x not in BASELINES for y in BASELINES if y in present]
 
 
 MIN_RUNS_FOR_VERDICT: Final = 5
@@ -277,15 +286,12 @@ def _task_section(
         lines.append(row)
     lines.append("")
     verdicts = []
-    rn_arms = [a for a in _arm_order(arms) if a not in BASELINES]
     poi_rows = []
-    for x in rn_arms:
-        for y in BASELINES:
-            if y in scores:
-                p, lo, hi = stats.probability_of_improvement_ci({env: scores[x]}, {env: scores[y]})
-                verdict = poi_verdict(lo, hi, x, y, min(len(scores[x]), len(scores[y])))
-                poi_rows.append(f"| {x} vs {y} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {verdict} |")
-                verdicts.append(f"{algo.upper()} {env}: {x} vs {y}: P(improvement) {p:.2f} [{lo:.2f}, {hi:.2f}], {verdict}")
+    for x, y in _comparisons(arms):
+        p, lo, hi = stats.probability_of_improvement_ci({env: scores[x]}, {env: scores[y]})
+        verdict = poi_verdict(lo, hi, x, y, min(len(scores[x]), len(scores[y])))
+        poi_rows.append(f"| {x} vs {y} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {verdict} |")
+        verdicts.append(f"{algo.upper()} {env}: {x} vs {y}: P(improvement) {p:.2f} [{lo:.2f}, {hi:.2f}], {verdict}")
     if poi_rows:
         lines += ["| comparison | P(X > Y) [95% CI] | verdict |", "|---|---|---|", *poi_rows, ""]
     lines += _phase_section(task, arms)
@@ -401,17 +407,12 @@ def _aggregate_section(groups: dict[Task, dict[str, list[dict[str, Any]]]]) -> l
     common = set.intersection(*arm_sets)
     lines = ["## All tasks together", "", "Probability of improvement averaged over the tasks (stratified bootstrap):", ""]
     lines += ["| comparison | tasks | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|"]
-    for x in _arm_order(common):
-        if x in BASELINES:
-            continue
-        for y in BASELINES:
-            if y not in common:
-                continue
-            xs = {f"{t[0]}/{t[1]}": [r["score"] for r in arms[x]] for t, arms in groups.items()}
-            ys = {f"{t[0]}/{t[1]}": [r["score"] for r in arms[y]] for t, arms in groups.items()}
-            p, lo, hi = stats.probability_of_improvement_ci(xs, ys)
-            n_min = min(len(v) for v in [*xs.values(), *ys.values()])
-            lines.append(f"| {x} vs {y} | {len(xs)} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {poi_verdict(lo, hi, x, y, n_min)} |")
+    for x, y in _comparisons(common):
+        xs = {f"{t[0]}/{t[1]}": [r["score"] for r in arms[x]] for t, arms in groups.items()}
+        ys = {f"{t[0]}/{t[1]}": [r["score"] for r in arms[y]] for t, arms in groups.items()}
+        p, lo, hi = stats.probability_of_improvement_ci(xs, ys)
+        n_min = min(len(v) for v in [*xs.values(), *ys.values()])
+        lines.append(f"| {x} vs {y} | {len(xs)} | {p:.2f} [{lo:.2f}, {hi:.2f}] | {poi_verdict(lo, hi, x, y, n_min)} |")
     return [*lines, ""]
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sb3_regnorm._divergence import DIVERGENCE_ERRORS, TrainingDiverged
-from sb3_regnorm._versions import package_versions
+from sb3_regnorm._versions import package_versions, source_revision
 from sb3_regnorm.benchmark.campaign import EVAL_SEED_BASE, RunSpec
 
 if TYPE_CHECKING:
@@ -55,8 +55,9 @@ def eval_seed(seed: int) -> int:
 
 
 def versions() -> dict[str, str]:
-    """Python and package versions, recorded with every run."""
-    return package_versions(_VERSIONED)
+    """Python and package versions and the commit of this package's code (``sb3-regnorm-commit``), recorded with
+    every run."""
+    return {**package_versions(_VERSIONED), "sb3-regnorm-commit": source_revision()}
 
 
 def _eval_steps(n_timesteps: int, points: int) -> list[int]:
