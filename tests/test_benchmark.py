@@ -395,6 +395,20 @@ def test_report_compares_layernorm_with_no_norm(finished_campaign: Path, tmp_pat
     assert "ln vs none" not in build_report(copy, plots=False)  # only the baselines a campaign has
 
 
+def test_report_lists_every_set_of_versions_with_its_runs(finished_campaign: Path, tmp_path: Path) -> None:
+    # a campaign resumed on another machine: the report must not print the last run's versions as everyone's
+    records = lines(finished_campaign)
+    other = {"python": "3.12.3", "torch": "2.11.0", "sb3-regnorm-commit": "a" * 40 + "+dirty"}
+    mixed = [{**r, "versions": other} if i == 0 else r for i, r in enumerate(records)]
+    copy = tmp_path / "mixed"
+    copy.mkdir()
+    (copy / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mixed))
+    section = build_report(copy, plots=False).split("## Versions")[1]
+    assert "- 1 run(s): python 3.12.3, torch 2.11.0\n" in section
+    assert f"- {len(records) - 1} run(s): python {records[1]['versions']['python']}," in section
+    assert f"{'a' * 12}+dirty (1)" in section and "sb3-regnorm-commit" not in section
+
+
 def test_poi_verdict_words() -> None:
     assert poi_verdict(0.6, 0.9, "rn", "none") == "rn better than none"
     assert poi_verdict(0.1, 0.4, "rn", "none") == "rn worse than none"

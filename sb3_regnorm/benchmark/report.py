@@ -13,7 +13,7 @@ task, whatever its arm: it produced no agent, and leaving it out would score its
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -439,6 +439,23 @@ def _progress_section(campaign: str, records: list[dict[str, Any]]) -> list[str]
     ]
 
 
+def _versions_section(records: list[dict[str, Any]]) -> list[str]:
+    """Every distinct set of package versions with its run count, then the package commits the runs came from: a
+    campaign resumed on another machine or after an upgrade must not look as if one set of versions ran it all."""
+    version_sets: Counter[tuple[tuple[str, str], ...]] = Counter()
+    commits: Counter[str] = Counter()
+    for record in records:
+        versions = {str(k): str(v) for k, v in record.get("versions", {}).items()}
+        commit = versions.pop("sb3-regnorm-commit", "not recorded")
+        commits[commit[:12] + commit[40:] if len(commit) >= 40 else commit] += 1
+        version_sets[tuple(versions.items())] += 1
+    lines = ["## Versions", ""]
+    for items, count in version_sets.most_common():
+        lines.append(f"- {count} run(s): " + (", ".join(f"{k} {v}" for k, v in items) or "not recorded"))
+    lines.append("- sb3-regnorm commit (runs): " + ", ".join(f"{c} ({n})" for c, n in commits.most_common()))
+    return [*lines, ""]
+
+
 def build_report(folder: Path, plots: bool = True) -> str:
     """The markdown text of ``folder``'s report (figures written next to it when ``plots``)."""
     every = read_records(folder / "runs.jsonl")
@@ -452,7 +469,6 @@ def build_report(folder: Path, plots: bool = True) -> str:
     reference = _reference(campaign)
     wall = sum(float(r["wall_time_s"]) for r in records)
     hosts = sorted({str(r.get("host", "?")) for r in records})
-    versions = records[-1].get("versions", {})
     lines = [
         f"# Benchmark campaign `{campaign}`",
         "",
@@ -482,7 +498,7 @@ def build_report(folder: Path, plots: bool = True) -> str:
         verdicts += task_verdicts
     lines += _aggregate_section(groups)
     lines += ["## Verdicts", "", *[f"- {v}" for v in verdicts], ""]
-    lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+    lines += _versions_section(records)
     return "\n".join(lines)
 
 
