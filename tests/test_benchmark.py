@@ -399,7 +399,9 @@ def test_report_lists_every_set_of_versions_with_its_runs(finished_campaign: Pat
     # a campaign resumed on another machine: the report must not print the last run's versions as everyone's
     records = lines(finished_campaign)
     other = {"python": "3.12.3", "torch": "2.11.0", "sb3-regnorm-commit": "a" * 40 + "+dirty"}
+    reordered = dict(reversed(records[2]["versions"].items()))  # the same versions in another order: one set
     mixed = [{**r, "versions": other} if i == 0 else r for i, r in enumerate(records)]
+    mixed[2] = {**mixed[2], "versions": reordered}
     copy = tmp_path / "mixed"
     copy.mkdir()
     (copy / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mixed))

@@ -442,16 +442,18 @@ def _progress_section(campaign: str, records: list[dict[str, Any]]) -> list[str]
 def _versions_section(records: list[dict[str, Any]]) -> list[str]:
     """Every distinct set of package versions with its run count, then the package commits the runs came from: a
     campaign resumed on another machine or after an upgrade must not look as if one set of versions ran it all."""
-    version_sets: Counter[tuple[tuple[str, str], ...]] = Counter()
+    version_sets: Counter[frozenset[tuple[str, str]]] = Counter()
+    as_recorded: dict[frozenset[tuple[str, str]], str] = {}  # each set printed in its first record's order
     commits: Counter[str] = Counter()
     for record in records:
         versions = {str(k): str(v) for k, v in record.get("versions", {}).items()}
         commit = versions.pop("sb3-regnorm-commit", "not recorded")
         commits[commit[:12] + commit[40:] if len(commit) >= 40 else commit] += 1
-        version_sets[tuple(versions.items())] += 1
+        key = frozenset(versions.items())
+        version_sets[key] += 1
+        as_recorded.setdefault(key, ", ".join(f"{k} {v}" for k, v in versions.items()) or "not recorded")
     lines = ["## Versions", ""]
-    for items, count in version_sets.most_common():
-        lines.append(f"- {count} run(s): " + (", ".join(f"{k} {v}" for k, v in items) or "not recorded"))
+    lines += [f"- {count} run(s): {as_recorded[key]}" for key, count in version_sets.most_common()]
     lines.append("- sb3-regnorm commit (runs): " + ", ".join(f"{c} ({n})" for c, n in commits.most_common()))
     return [*lines, ""]
 
