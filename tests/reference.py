@@ -57,3 +57,12 @@ def reference_step(
         length = comp - sum_p
         y = length.view(1, -1) * x
     return y, length, RefState(mu.detach(), sd.detach(), count, comp.detach())
+
+
+def drifting_batches(num_features: int, sizes: list[int], seed: int = 0) -> list[Tensor]:
+    """Float64 batches whose mean and scale drift, with changing batch sizes: the inputs every oracle comparison
+    (``test_layers.py``, ``test_cuda.py``) feeds both sides."""
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(b, num_features, generator=gen, dtype=torch.float64) * (1 + 0.5 * t) + 0.3 * t for t, b in enumerate(sizes)
+    ]

@@ -14,18 +14,11 @@ import torch
 from stable_baselines3 import DQN, PPO
 
 from sb3_regnorm import RegularityNorm, RNActorCriticPolicy, RNDQNPolicy, find_regularity_norms
+from tests.reference import drifting_batches
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 F64 = torch.float64
 CUDA = torch.device("cuda")
-
-
-def drifting_batches(num_features: int, sizes: list[int], dtype: torch.dtype) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    return [
-        (torch.randn(b, num_features, generator=gen, dtype=F64) * (1 + 0.5 * t) + 0.3 * t).to(dtype)
-        for t, b in enumerate(sizes)
-    ]
 
 
 @pytest.mark.parametrize("variant", ["rn", "rln"])
@@ -37,7 +30,7 @@ def test_cuda_matches_the_cpu_host_path(variant: str, dtype: torch.dtype, kwargs
     gpu = RegularityNorm(8, variant, **kwargs).to(CUDA)
     cpu = RegularityNorm(8, variant, fused=False, **kwargs)
     tol = {"rtol": 1e-9, "atol": 1e-10} if dtype == F64 else {"rtol": 2e-5, "atol": 2e-5}
-    for t, x in enumerate(drifting_batches(8, [32, 8, 64, 1, 16], dtype)):
+    for t, x in enumerate(b.to(dtype) for b in drifting_batches(8, [32, 8, 64, 1, 16])):
         prior = torch.linspace(0.1, 1.0, x.shape[0], dtype=F64) if t == 2 else None
         x_gpu, x_cpu = x.to(CUDA, copy=True).requires_grad_(True), x.clone().requires_grad_(True)
         y_gpu = gpu(x_gpu, prior=None if prior is None else prior.to(CUDA))

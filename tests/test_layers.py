@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from sb3_regnorm import RegularityNorm, _fused, find_regularity_norms
-from tests.reference import RefState, reference_step
+from tests.reference import RefState, drifting_batches, reference_step
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -53,12 +53,6 @@ def assert_finite_training_step(layer: RegularityNorm, x: torch.Tensor) -> None:
     assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
     assert all(torch.isfinite(b).all() for b in layer.buffers())
     assert (layer.last_code_length >= 0).all()
-
-
-def drifting_batches(num_features: int, sizes: list[int], seed: int = 0) -> list[torch.Tensor]:
-    """Batches whose mean and scale drift, with changing batch sizes."""
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(b, num_features, generator=gen, dtype=F64) * (1 + 0.5 * t) + 0.3 * t for t, b in enumerate(sizes)]
 
 
 # ---------------------------------------------------------------------------------------------- reference oracle
