@@ -172,14 +172,18 @@ _NOT_LEARNED: Final = (
     "not affordable on this 2-core machine"
 )
 _NOT_CONFIRMED: Final = (
-    "not confirmed to learn: a 3-seed run at rl_zoo3's PPO budget (RedBlueDoors-6x6 1M, KeyCorridorS3R1 500k steps; "
-    "~800 steps/s here, so 20-60 min per entry and seed on a shared core) did not fit this session; a probe with "
-    "rl-starter-files settings (16 envs x 128 steps, batch 256, 4 epochs, lr 1e-3, entropy 0.01) solved only 4 of its "
-    "first 194 KeyCorridorS3R1 episodes (52k steps)"
+    "not confirmed to learn: a 3-seed run at rl_zoo3's PPO budget (500k steps; ~800 steps/s here, so about 20 min per "
+    "norm and seed on a shared core) did not fit a session; a probe with rl-starter-files settings (16 envs x 128 "
+    "steps, batch 256, 4 epochs, lr 1e-3, entropy 0.01) solved only 4 of its first 194 episodes (52k steps)"
+)
+_NO_NORM_NEVER_LEARNED: Final = (
+    "learns only with a norm, and not on every seed: at the PPO MiniGrid template with rl_zoo3's RedBlueDoors budget "
+    "and n_steps (1M steps, 512), the `minigrid` campaign's none arm failed all 5 seeds, ln solved 4 of 5 and rn 3 of 5 "
+    "(logs/benchmarks/minigrid/report.md); rln and rnln were not run, and a zoo entry ships every norm"
 )
 REMOVED: Final[dict[tuple[str, str], str]] = {
     **{(a, env_id): _NOT_LEARNED for a in ("a2c", "dqn") for env_id in MINIGRID_IDS},
-    ("ppo", _REDBLUE): _NOT_CONFIRMED,
+    ("ppo", _REDBLUE): _NO_NORM_NEVER_LEARNED,
     ("ppo", _KEYCORRIDOR): _NOT_CONFIRMED,
 }
 """(algo, env id) pairs the zoo does not ship, with the reason: an entry that does not learn is worse than none."""

@@ -573,6 +573,25 @@ def test_a_diverged_paper_run_is_recorded(monkeypatch: pytest.MonkeyPatch) -> No
     assert record["learn_steps"] == 5 and record["diverged"]["at_step"] == record["n_timesteps"] > 0
 
 
+def test_a_run_records_the_commit_it_started_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit made while a run trains must not relabel the code that ran (the process imported the old one)."""
+    from sb3_regnorm.benchmark import run
+
+    head = {"commit": "a" * 40}
+    monkeypatch.setattr(run, "source_revision", lambda: head["commit"])
+
+    def train_while_someone_commits(spec: cmod.RunSpec) -> dict[str, Any]:
+        head["commit"] = "b" * 40
+        return {"n_timesteps": 10, "score": 1.0, "eval_time_s": 0.0}
+
+    monkeypatch.setattr(run, "_run_paper", train_while_someone_commits)
+    spec = cmod.RunSpec(
+        campaign="p", protocol="paper_dqn", algo="dqn", env="CartPole-v1", norm="none", arm="none", seed=0,
+        hyperparams={"norm": "none"}, eval={"points": 3, "episodes": 2, "n_envs": 1}, protocol_kwargs={},
+    )  # fmt: skip
+    assert run.run_one(spec)["versions"]["sb3-regnorm-commit"] == "a" * 40
+
+
 # ------------------------------------------------------------------------------------------ non-stationary envs
 def test_phase_metrics_by_hand() -> None:
     from sb3_regnorm.benchmark.report import phase_metrics

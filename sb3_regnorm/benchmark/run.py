@@ -246,6 +246,8 @@ def run_one(spec: RunSpec, num_threads: int = 1) -> dict[str, Any]:
 
     torch.set_num_threads(num_threads)
     started = datetime.now(timezone.utc)
+    # Read before training: a commit or checkout during a 30-minute run must not relabel the code that ran.
+    run_versions = versions()
     t0 = time.perf_counter()
     try:
         if spec.protocol == "paper_dqn":
@@ -280,7 +282,7 @@ def run_one(spec: RunSpec, num_threads: int = 1) -> dict[str, Any]:
         "hyperparams": spec.hyperparams,
         "eval": spec.eval,
         "config_hash": spec.config_hash(),
-        "versions": versions(),
+        "versions": run_versions,
         "host": socket.gethostname(),
         "torch_threads": num_threads,
         "started": started.isoformat(timespec="seconds"),
