@@ -178,8 +178,8 @@ _NOT_CONFIRMED: Final = (
 )
 _NO_NORM_NEVER_LEARNED: Final = (
     "learns only with a norm, and not on every seed: at the PPO MiniGrid template with rl_zoo3's RedBlueDoors budget "
-    "and n_steps (1M steps, 512), the `minigrid` campaign's none arm failed all 5 seeds, ln solved 4 of 5 and rn 3 of 5 "
-    "(logs/benchmarks/minigrid/report.md); rln and rnln were not run, and a zoo entry ships every norm"
+    "and n_steps (1M steps, 512), the `minigrid` campaign's none arm failed all 5 seeds, ln solved 4 of 5 and rn 3 "
+    "of 5 (logs/benchmarks/minigrid/report.md); rln and rnln were not run, and a zoo entry ships every norm"
 )
 REMOVED: Final[dict[tuple[str, str], str]] = {
     **{(a, env_id): _NOT_LEARNED for a in ("a2c", "dqn") for env_id in MINIGRID_IDS},
